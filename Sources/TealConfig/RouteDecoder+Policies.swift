@@ -1,0 +1,100 @@
+import TealCore
+
+/// The policy sections of a route file: `rollout`, `health` and `upstream`.
+extension RouteDecoder {
+    static func rollout(_ node: ConfigNode) throws(ConfigError) -> RolloutPolicy {
+        let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback"])
+        let stepsNode = try keys.required("steps", expecting: "a list of splits, e.g. [6/0, 2/4, 0/6]")
+        var steps: [PlanStep] = []
+        for item in try stepsNode.list(of: "splits like 2/4") {
+            steps.append(try step(item))
+        }
+        guard !steps.isEmpty else { throw stepsNode.error("expected at least one step, e.g. [6/0, 2/4, 0/6]") }
+        var policy = RolloutPolicy(steps: steps)
+        policy.hold = try keys.optional("hold")?.duration() ?? policy.hold
+        for item in try keys.optional("smoke")?.list(of: "smoke requests like {path: /healthz, expect: 200}") ?? [] {
+            policy.smoke.append(try smokeRequest(item))
+        }
+        if let rollbackNode = keys.optional("rollback") { policy.rollback = try rollback(rollbackNode) }
+        return policy
+    }
+
+    /// `2/4`, or `{split: 2/4, hold: 10s}`, or `{split: 2/4, gate: true}`.
+    private static func step(_ node: ConfigNode) throws(ConfigError) -> PlanStep {
+        guard case .mapping = node.node else { return PlanStep(split: try node.split()) }
+        let keys = try node.mapping(keys: ["split", "hold", "gate"])
+        var step = PlanStep(split: try keys.required("split", expecting: "B/G, e.g. split: 2/4").split())
+        step.hold = try keys.optional("hold")?.duration()
+        step.manualGate = try keys.optional("gate")?.bool() ?? false
+        if step.manualGate, step.hold != nil {
+            throw node.error("a step has either hold or gate: true, not both; a gate waits for resume or promote")
+        }
+        return step
+    }
+
+    private static func smokeRequest(_ node: ConfigNode) throws(ConfigError) -> SmokeRequest {
+        let keys = try node.mapping(keys: ["path", "expect", "method", "bodyContains", "timeout"])
+        var request = SmokeRequest(path: try keys.required("path", expecting: "the path to request, e.g. path: /healthz").requestPath())
+        request.expect = try keys.optional("expect")?.int(in: 100...599) ?? request.expect
+        if let methodNode = keys.optional("method") {
+            let method = try methodNode.string("an HTTP method like GET")
+            guard !method.isEmpty, method.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+                throw methodNode.error("\"\(method)\" is not an HTTP method; expected an upper-case token like GET or HEAD")
+            }
+            request.method = method
+        }
+        request.bodyContains = try keys.optional("bodyContains")?.string("the text the body must contain")
+        request.timeout = try keys.optional("timeout")?.duration() ?? request.timeout
+        return request
+    }
+
+    private static func rollback(_ node: ConfigNode) throws(ConfigError) -> RollbackPolicy {
+        let keys = try node.mapping(keys: ["maxErrorRate", "minRequests", "maxP99"])
+        var policy = RollbackPolicy()
+        policy.maxErrorRate = try keys.optional("maxErrorRate")?.rate() ?? policy.maxErrorRate
+        policy.minRequests = try keys.optional("minRequests")?.int(in: 1...Int.max) ?? policy.minRequests
+        policy.maxP99 = try keys.optional("maxP99")?.duration()
+        return policy
+    }
+
+    static func health(_ node: ConfigNode) throws(ConfigError) -> HealthCheckSpec {
+        let keys = try node.mapping(keys: ["path", "interval", "timeout", "rise", "fall", "ejectAfter",
+                                           "ejection", "maxEjection", "enabled"])
+        var spec = HealthCheckSpec()
+        spec.path = try keys.optional("path")?.requestPath() ?? spec.path
+        spec.interval = try keys.optional("interval")?.duration() ?? spec.interval
+        spec.timeout = try keys.optional("timeout")?.duration() ?? spec.timeout
+        spec.rise = try keys.optional("rise")?.int(in: 1...Int.max) ?? spec.rise
+        spec.fall = try keys.optional("fall")?.int(in: 1...Int.max) ?? spec.fall
+        spec.ejectAfter = try keys.optional("ejectAfter")?.int(in: 1...Int.max) ?? spec.ejectAfter
+        spec.ejection = try keys.optional("ejection")?.duration() ?? spec.ejection
+        spec.maxEjection = try keys.optional("maxEjection")?.duration() ?? spec.maxEjection
+        spec.enabled = try keys.optional("enabled")?.bool() ?? spec.enabled
+        try requireOrder(keys, "timeout", spec.timeout, notAbove: "interval", spec.interval,
+                         because: "a probe must finish before the next one starts")
+        try requireOrder(keys, "ejection", spec.ejection, notAbove: "maxEjection", spec.maxEjection,
+                         because: "ejections grow from ejection up to maxEjection")
+        return spec
+    }
+
+    static func upstream(_ node: ConfigNode) throws(ConfigError) -> UpstreamSpec {
+        let keys = try node.mapping(keys: ["connectTimeout", "responseTimeout", "maxTries"])
+        var spec = UpstreamSpec()
+        spec.connectTimeout = try keys.optional("connectTimeout")?.duration() ?? spec.connectTimeout
+        spec.responseTimeout = try keys.optional("responseTimeout")?.duration() ?? spec.responseTimeout
+        spec.maxTries = try keys.optional("maxTries")?.int(in: 1...10) ?? spec.maxTries
+        return spec
+    }
+
+    /// Checks that the duration at `low` is at most the one at `high` (either may be a default),
+    /// and blames whichever of the two keys the file gave.
+    private static func requireOrder(_ keys: ConfigMapping, _ low: String, _ lowValue: Duration,
+                                     notAbove high: String, _ highValue: Duration,
+                                     because reason: String) throws(ConfigError) {
+        if lowValue <= highValue { return }
+        let owner = keys.owner
+        let culprit = keys.optional(low) ?? keys.optional(high) ?? owner
+        throw culprit.error(whole: "\(owner.path(of: low)) (\(formatDuration(lowValue))) must not exceed "
+            + "\(owner.path(of: high)) (\(formatDuration(highValue))); \(reason)")
+    }
+}

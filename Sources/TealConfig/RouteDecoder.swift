@@ -1,0 +1,87 @@
+import TealCore
+
+/// Builds a `Route` from the YAML tree of one route file, checking every key on the way.
+/// The keys and their defaults are listed on `RouteFileLoader`.
+enum RouteDecoder {
+    static func route(from root: ConfigNode) throws(ConfigError) -> Route {
+        let keys = try root.mapping(keys: ["route", "match", "blue", "green", "split", "rollout", "health", "upstream"])
+        let name = try routeName(keys.required("route", expecting: "the route's name, e.g. route: shop"))
+        let blue = try pool(keys.required("blue", expecting: "the running pool, e.g. blue: {instances: [127.0.0.1:9101]}"),
+                            isBlue: true, taken: [])
+        var green: PoolSpec?
+        if let node = keys.optional("green") {
+            green = try pool(node, isBlue: false, taken: Set(blue.instances))
+        }
+        var route = Route(name: name, blue: blue, green: green)
+        if let node = keys.optional("match") { route.match = try match(node) }
+        if let node = keys.optional("split") {
+            route.split = try node.split()
+            if route.split.green > 0, green?.instances.isEmpty ?? true {
+                throw node.error("\(route.split) gives green traffic, but there are no green instances; add green.instances or use 1/0")
+            }
+        }
+        if let node = keys.optional("rollout") { route.rollout = try rollout(node) }
+        if let node = keys.optional("health") { route.health = try health(node) }
+        if let node = keys.optional("upstream") { route.upstream = try upstream(node) }
+        return route
+    }
+
+    /// 1 to 63 ASCII letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    private static func routeName(_ node: ConfigNode) throws(ConfigError) -> String {
+        let name = try node.string("the route's name")
+        func allowed(_ c: Character, first: Bool) -> Bool {
+            c.isASCII && (c.isLetter || c.isNumber || (!first && ".-_".contains(c)))
+        }
+        guard let head = name.first, allowed(head, first: true), name.count <= 63,
+              name.dropFirst().allSatisfy({ allowed($0, first: false) }) else {
+            throw node.error("\"\(name)\" is not a valid route name; use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        }
+        return name
+    }
+
+    private static func match(_ node: ConfigNode) throws(ConfigError) -> RouteMatch {
+        let keys = try node.mapping(keys: ["host", "pathPrefix"])
+        var match = RouteMatch.any
+        if let hostNode = keys.optional("host") {
+            let text = try hostNode.string("a host name like shop.example.com")
+            guard let host = HostPattern(parsing: text) else {
+                throw hostNode.error("\"\(text)\" is not a host name or wildcard; expected e.g. shop.example.com or *.example.com")
+            }
+            match.host = host
+        }
+        if let prefixNode = keys.optional("pathPrefix") {
+            let text = try prefixNode.string("a path prefix like /api")
+            guard text.hasPrefix("/"), !text.contains(where: { $0.isWhitespace || $0 == "?" || $0 == "#" }) else {
+                throw prefixNode.error("\"\(text)\" is not a path prefix; expected one that starts with / and has no spaces, ? or #, e.g. /api")
+            }
+            match.pathPrefix = text
+        }
+        return match
+    }
+
+    /// A pool: blue needs at least one instance, green may have none. No instance may be listed
+    /// twice, nor be in `taken` (the blue pool's, when reading green).
+    private static func pool(_ node: ConfigNode, isBlue: Bool, taken: Set<InstanceAddress>) throws(ConfigError) -> PoolSpec {
+        let keys = try node.mapping(keys: ["version", "instances"])
+        let version = try keys.optional("version")?.string("a version string like \"1.4.2\"")
+        let instancesNode = isBlue
+            ? try keys.required("instances", expecting: "a list of host:port, e.g. [127.0.0.1:9101]")
+            : keys.optional("instances")
+        let items = try instancesNode?.list(of: "host:port strings") ?? []
+        if isBlue, items.isEmpty, let instancesNode {
+            throw instancesNode.error("expected at least one host:port, found an empty list; e.g. [127.0.0.1:9101]")
+        }
+        var instances: [InstanceAddress] = []
+        for item in items {
+            let address = try item.instance()
+            if let first = instances.firstIndex(of: address) {
+                throw item.error("\(address) is already listed as \(node.path).instances[\(first)]")
+            }
+            if taken.contains(address) {
+                throw item.error("\(address) is also in blue; an instance belongs to one pool")
+            }
+            instances.append(address)
+        }
+        return PoolSpec(version: version, instances: instances)
+    }
+}

@@ -1,0 +1,50 @@
+/// The share of traffic that blue and green get, as the ratio `blue:green` (`2/4` sends 2 of every
+/// 6 requests to blue and 4 to green). `6/0` is all blue, `0/6` all green; `0/0` is not a split.
+public struct Split: Hashable, Sendable, CustomStringConvertible {
+    /// Blue's weight, 0 or more.
+    public let blue: Int
+    /// Green's weight, 0 or more.
+    public let green: Int
+
+    /// The largest weight either side may have; keeps precomputed sequences small.
+    public static let maxWeight = 1000
+
+    /// Creates a split; `nil` when a weight is negative, above `maxWeight`, or both are zero.
+    public init?(blue: Int, green: Int) {
+        guard blue >= 0, green >= 0, blue + green > 0, blue <= Self.maxWeight, green <= Self.maxWeight else {
+            return nil
+        }
+        self.blue = blue
+        self.green = green
+    }
+
+    /// Parses `B/G` (`2/4`) or a green percentage (`25%`, which is `75/25`).
+    public init?(parsing text: some StringProtocol) {
+        let trimmed = text.trimmingSpaces
+        if trimmed.hasSuffix("%") {
+            guard let percent = Int(trimmed.dropLast()), (0...100).contains(percent) else { return nil }
+            self.init(blue: 100 - percent, green: percent)
+            return
+        }
+        let parts = trimmed.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let blue = Int(parts[0]), let green = Int(parts[1]) else { return nil }
+        self.init(blue: blue, green: green)
+    }
+
+    /// All traffic to blue.
+    public static let allBlue = Split(blue: 1, green: 0)!
+
+    /// Green's share of requests, from 0 to 1.
+    public var greenFraction: Double { Double(green) / Double(blue + green) }
+
+    public var description: String { "\(blue)/\(green)" }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: Substring {
+        var s = Substring(self)
+        while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
+        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
+        return s
+    }
+}

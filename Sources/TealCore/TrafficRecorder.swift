@@ -1,0 +1,63 @@
+import Synchronization
+
+/// Cumulative, exact counters of one pool's traffic, cheap enough to bump on every request.
+///
+/// The counters are split into shards, one per event loop, so threads never write the same cache
+/// line; `snapshot()` adds the shards up. Writers use relaxed atomic adds and never block.
+public final class TrafficRecorder: Sendable {
+    private static let fieldCount = 6
+    private static let stride = fieldCount + LatencyBuckets.count
+    // One block per shard, padded to a multiple of 128 bytes so shards never share a cache line.
+    private static let shardStride = (stride + 15) / 16 * 16
+    private nonisolated(unsafe) let counters: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Number of shards; `record(shard:)` takes `0..<shardCount`.
+    public let shardCount: Int
+
+    public init(shards: Int) {
+        precondition(shards > 0)
+        shardCount = shards
+        let total = shards * Self.shardStride
+        counters = .allocate(capacity: total)
+        for index in 0..<total { (counters + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        counters.deinitialize(count: shardCount * Self.shardStride)
+        counters.deallocate()
+    }
+
+    /// Counts one request in `shard` (the caller's event loop index; any index works, shards only
+    /// avoid contention).
+    @inline(__always)
+    public func record(shard: Int, outcome: RequestOutcome, latencyNanoseconds: UInt64) {
+        let base = counters + (shard % shardCount) * Self.shardStride
+        base[0].wrappingAdd(1, ordering: .relaxed)
+        switch outcome {
+        case .response(let status): if status >= 500 { base[1].wrappingAdd(1, ordering: .relaxed) }
+        case .connectError: base[2].wrappingAdd(1, ordering: .relaxed)
+        case .timeout: base[3].wrappingAdd(1, ordering: .relaxed)
+        case .invalidResponse: base[4].wrappingAdd(1, ordering: .relaxed)
+        case .noHealthyInstance: base[5].wrappingAdd(1, ordering: .relaxed)
+        }
+        base[Self.fieldCount + LatencyBuckets.index(nanoseconds: latencyNanoseconds)].wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// The counts since the recorder was made, summed over shards. Counters read while requests
+    /// are being recorded may be one request apart from each other; each is exact.
+    public func snapshot() -> PoolStatistics {
+        var stats = PoolStatistics()
+        for shard in 0..<shardCount {
+            let base = counters + shard * Self.shardStride
+            stats.requests &+= base[0].load(ordering: .relaxed)
+            stats.serverErrors &+= base[1].load(ordering: .relaxed)
+            stats.connectErrors &+= base[2].load(ordering: .relaxed)
+            stats.timeouts &+= base[3].load(ordering: .relaxed)
+            stats.invalidResponses &+= base[4].load(ordering: .relaxed)
+            stats.noHealthyInstance &+= base[5].load(ordering: .relaxed)
+            for bucket in 0..<LatencyBuckets.count {
+                stats.latencyBuckets[bucket] &+= base[Self.fieldCount + bucket].load(ordering: .relaxed)
+            }
+        }
+        return stats
+    }
+}

@@ -1,0 +1,105 @@
+/// Byte-level helpers shared by the request and response head parsers.
+enum HTTPBytes {
+    static let cr = UInt8(ascii: "\r")
+    static let lf = UInt8(ascii: "\n")
+    static let sp = UInt8(ascii: " ")
+    static let htab = UInt8(ascii: "\t")
+    static let colon = UInt8(ascii: ":")
+    static let comma = UInt8(ascii: ",")
+
+    /// RFC 9110 `tchar`.
+    @inline(__always)
+    static func isTokenChar(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A byte allowed in a field value: VCHAR, SP, HTAB or obs-text (no CR, LF, NUL or other controls).
+    @inline(__always)
+    static func isFieldValueChar(_ byte: UInt8) -> Bool {
+        byte >= 0x20 ? byte != 0x7F : byte == htab
+    }
+
+    @inline(__always)
+    static func lower(_ byte: UInt8) -> UInt8 {
+        byte &- 65 < 26 ? byte | 0x20 : byte
+    }
+
+    /// Whether `bytes[range]` equals `lowercaseName` ignoring ASCII case.
+    @inline(__always)
+    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercaseName: StaticString) -> Bool {
+        guard range.count == lowercaseName.utf8CodeUnitCount else { return false }
+        let name = lowercaseName.utf8Start
+        var index = 0
+        for position in range {
+            if lower(bytes[position]) != name[index] { return false }
+            index += 1
+        }
+        return true
+    }
+
+    /// `bytes[range]` with leading and trailing spaces and tabs removed.
+    @inline(__always)
+    static func trimmed(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int> {
+        var start = range.lowerBound, end = range.upperBound
+        while start < end, bytes[start] == sp || bytes[start] == htab { start += 1 }
+        while end > start, bytes[end - 1] == sp || bytes[end - 1] == htab { end -= 1 }
+        return start..<end
+    }
+
+    /// Parses a Content-Length value: ASCII digits only, no sign, at most 18 digits.
+    static func parseContentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int64? {
+        guard !range.isEmpty, range.count <= 18 else { return nil }
+        var value: Int64 = 0
+        for position in range {
+            let digit = bytes[position] &- UInt8(ascii: "0")
+            guard digit < 10 else { return nil }
+            value = value * 10 + Int64(digit)
+        }
+        return value
+    }
+
+    /// Calls `body` with each comma-separated, trimmed, non-empty element of `bytes[range]`.
+    @inline(__always)
+    static func forEachListElement(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ body: (Range<Int>) -> Void) {
+        var start = range.lowerBound
+        var position = start
+        while position <= range.upperBound {
+            if position == range.upperBound || bytes[position] == comma {
+                let element = trimmed(bytes, start..<position)
+                if !element.isEmpty { body(element) }
+                start = position + 1
+            }
+            position += 1
+        }
+    }
+
+    /// Finds the end of a head: the index just past the first empty line (`\r\n\r\n`), scanning
+    /// from `from`; `nil` when the head is not complete yet.
+    static func findHeadEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        var position = max(from, 3)
+        while position < bytes.count {
+            // Jump from LF to LF: the terminator ends in one.
+            let byte = bytes[position]
+            if byte == lf {
+                if bytes[position - 1] == cr && bytes[position - 2] == lf && bytes[position - 3] == cr {
+                    return position + 1
+                }
+                // A bare LF line end is invalid; let the line parser report it.
+                if bytes[position - 1] == lf { return position + 1 }
+            }
+            position += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,642 @@
+import NIOCore
+import TealCore
+
+/// The client side of the proxy: one per client connection. Parses request heads in place,
+/// routes and picks an instance, forwards the original bytes with the proxy's header edits,
+/// streams bodies both ways with backpressure, answers pipelined requests in order, and tunnels
+/// after a 101. Runs on the client connection's event loop, as do its upstream connections.
+final class ProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State {
+        /// Between requests, or reading a request head.
+        case idle
+        /// A request is waiting for an upstream connection.
+        case connecting
+        /// A request is with an upstream: its body may still be streaming up, its response down.
+        case forwarding
+        /// Raw bytes both ways after 101 Switching Protocols.
+        case tunnel
+        case closed
+    }
+
+    /// What a timeout means when the deadline passes.
+    enum DeadlineKind { case idle, header, requestBody, response }
+
+    /// The request now in progress.
+    struct Exchange {
+        var route: RouteRuntime?
+        var color = PoolColor.blue
+        var instance: Upstream?
+        var tried: [Int] = []
+        var attempts = 0
+        var staleRetried = false
+        var body = BodyTracker(.none)
+        var hasBody = false
+        var requestDone = true
+        var responseStarted = false
+        var status = 0
+        var start = NIODeadline.uptimeNanoseconds(0)
+        var headLatency: UInt64 = 0
+        var isHead = false
+        var isIdempotent = false
+        var clientKeepAlive = true
+        var wantsUpgrade = false
+        var closeAfter = false
+    }
+
+    private let loop: LoopContext
+    private var context: ChannelHandlerContext?
+    private(set) var state = State.idle
+    private var inbound: ByteBuffer
+    private let emptyBuffer: ByteBuffer
+    private var scanned = 0
+    private var readPending = false
+    private var clientAddress: [UInt8] = []
+    private var quiescing = false
+    private var exchange = Exchange()
+    private var upstream: UpstreamConnection?
+    private var requestHead: ByteBuffer
+    private var responseHead: ByteBuffer
+    private var upstreamNeedsFlush = false
+    private var clientNeedsFlush = false
+    /// When the current wait times out (coarse, checked by the loop's sweep).
+    private(set) var deadline = NIODeadline.distantFuture
+    private var deadlineKind = DeadlineKind.idle
+    /// Position in the loop's list of connections (kept by `LoopContext`).
+    var registryIndex = -1
+
+    init(loop: LoopContext, allocator: ByteBufferAllocator) {
+        self.loop = loop
+        self.emptyBuffer = allocator.buffer(capacity: 0)
+        self.inbound = emptyBuffer
+        self.requestHead = allocator.buffer(capacity: 1024)
+        self.responseHead = allocator.buffer(capacity: 512)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let ip = context.channel.remoteAddress?.ipAddress { clientAddress = Array(ip.utf8) }
+        loop.register(self)
+        setDeadline(.idle, after: loop.configuration.clientIdleTimeout)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        switch state {
+        case .tunnel:
+            upstream?.write(bytes)
+            upstreamNeedsFlush = true
+            return
+        case .closed:
+            return
+        case .forwarding where !exchange.requestDone:
+            setDeadline(.requestBody, after: loop.configuration.clientIdleTimeout)
+        default:
+            break
+        }
+        if inbound.readableBytes == 0 { inbound = bytes } else { inbound.writeBuffer(&bytes) }
+        process()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushUpstream()
+        flushToClient()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let wasTunnel = state == .tunnel
+        state = .closed
+        loop.unregister(self)
+        if let upstream {
+            self.upstream = nil
+            upstream.client = nil
+            if wasTunnel || !exchange.requestDone || upstream.phaseExpectsResponse {
+                upstream.close()
+            }
+        }
+        inbound = emptyBuffer
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { upstream?.resumeReads() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            quiescing = true
+            if state == .idle && inbound.readableBytes == 0 { closeClient() } else { exchange.closeAfter = true }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closeClient()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if shouldRead { context.read() } else { readPending = true }
+    }
+
+    // MARK: Backpressure
+
+    private var shouldRead: Bool {
+        switch state {
+        case .idle: true
+        case .connecting: inbound.readableBytes < 64 * 1024
+        case .forwarding:
+            exchange.requestDone ? inbound.readableBytes < 64 * 1024 : (upstream?.isWritable ?? false)
+        case .tunnel: upstream?.isWritable ?? false
+        case .closed: false
+        }
+    }
+
+    private func resumeReadsIfNeeded() {
+        guard readPending, shouldRead, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    /// Whether the client connection can take more response bytes now.
+    var canTakeResponseBytes: Bool { context?.channel.isWritable ?? false }
+
+    /// The upstream's writability changed: request body bytes may flow again.
+    func upstreamWritabilityChanged() {
+        resumeReadsIfNeeded()
+    }
+
+    // MARK: Requests
+
+    private func process() {
+        while true {
+            if state == .idle {
+                guard startRequest() else { break }
+            } else if state == .forwarding && !exchange.requestDone {
+                guard forwardRequestBody() else { break }
+            } else {
+                break
+            }
+        }
+        if inbound.readableBytes == 0 {
+            inbound = emptyBuffer
+            scanned = 0
+        }
+        flushUpstream()
+    }
+
+    /// Tries to read a request head and dispatch it; returns whether it made progress.
+    private func startRequest() -> Bool {
+        skipEmptyLines()
+        guard inbound.readableBytes > 0 else { return false }
+        let view = inbound
+        let outcome = view.withUnsafeReadableBytes { raw in begin(raw) }
+        switch outcome {
+        case .incomplete:
+            if deadlineKind != .header { setDeadline(.header, after: loop.configuration.headerReadTimeout) }
+            return false
+        case .reject(let error, let close):
+            respond(error, close: close)
+            return state == .idle
+        case .dispatch(let headLength):
+            inbound.moveReaderIndex(forwardBy: headLength)
+            scanned = 0
+            dispatch()
+            return true
+        }
+    }
+
+    private enum Begin {
+        case incomplete
+        case reject(ProxyError, close: Bool)
+        case dispatch(headLength: Int)
+    }
+
+    /// Parses, routes and picks for the head at the start of `raw`, and writes the upstream head.
+    private func begin(_ raw: UnsafeRawBufferPointer) -> Begin {
+        let limits = loop.configuration.headLimits
+        guard let end = HTTPBytes.findHeadEnd(raw, from: max(0, scanned - 3)) else {
+            scanned = raw.count
+            if raw.count > limits.maxHeadBytes {
+                return .reject(ProxyError(raw.count > limits.maxRequestLineBytes && !raw.contains(HTTPBytes.lf) ? .uriTooLong : .headersTooLarge), close: true)
+            }
+            return .incomplete
+        }
+        let head: RequestHead
+        do {
+            head = try RequestHead.parse(raw, headEnd: end, limits: limits)
+        } catch {
+            return .reject(ProxyError(error), close: true)
+        }
+        exchange = Exchange()
+        exchange.start = .now()
+        exchange.isHead = head.isHead
+        exchange.isIdempotent = head.isIdempotent
+        exchange.clientKeepAlive = head.isHTTP11 && !head.connectionClose && !quiescing
+        exchange.wantsUpgrade = head.wantsUpgrade
+        exchange.body = BodyTracker(head.framing)
+        exchange.hasBody = head.framing != .none
+        exchange.requestDone = exchange.body.isDone
+        let closeOnError = !exchange.clientKeepAlive || exchange.hasBody
+        if head.isConnect { return .reject(.methodNotAllowed, close: closeOnError) }
+        let snapshot = loop.snapshot
+        let host = head.host.map { UnsafeRawBufferPointer(rebasing: raw[$0]) } ?? UnsafeRawBufferPointer(rebasing: raw[0..<0])
+        guard let routeIndex = snapshot.table.lookup(host: host, path: UnsafeRawBufferPointer(rebasing: raw[head.path(raw)])) else {
+            return .reject(.noRoute, close: closeOnError)
+        }
+        let route = snapshot.routes[routeIndex]
+        exchange.route = route
+        exchange.color = route.picker.next()
+        let pool = route.pool(exchange.color)
+        guard !pool.available.isEmpty else {
+            record(.noHealthyInstance)
+            return .reject(.noHealthyInstance, close: closeOnError)
+        }
+        exchange.instance = pool.available[pool.rotation.next(count: pool.available.count)]
+        writeUpstreamHead(raw, head)
+        return .dispatch(headLength: end)
+    }
+
+    private func skipEmptyLines() {
+        while let byte = inbound.getInteger(at: inbound.readerIndex, as: UInt8.self),
+              byte == HTTPBytes.cr || byte == HTTPBytes.lf {
+            inbound.moveReaderIndex(forwardBy: 1)
+        }
+    }
+
+    /// The head sent upstream: the original request line and header lines minus hop-by-hop ones,
+    /// plus X-Forwarded-*, Via and (when missing) X-Request-Id.
+    private func writeUpstreamHead(_ raw: UnsafeRawBufferPointer, _ head: RequestHead) {
+        let constants = loop.constantHeaders
+        requestHead.clear()
+        requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<head.headers.start]))
+        head.headers.forEachKeptRange(raw) { requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[$0])) }
+        requestHead.writeBytes(constants.forwardedFor)
+        if let earlier = head.forwardedFor, !earlier.isEmpty {
+            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
+            requestHead.writeBytes(constants.listSeparator)
+        }
+        requestHead.writeBytes(clientAddress)
+        requestHead.writeBytes(constants.crlf)
+        requestHead.writeBytes(constants.forwardedProto)
+        if let host = head.host, !host.isEmpty {
+            requestHead.writeBytes(constants.forwardedHost)
+            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host]))
+            requestHead.writeBytes(constants.crlf)
+        }
+        requestHead.writeBytes(constants.via)
+        if let earlier = head.via, !earlier.isEmpty {
+            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
+            requestHead.writeBytes(constants.listSeparator)
+        }
+        requestHead.writeBytes(constants.viaValue)
+        requestHead.writeBytes(constants.crlf)
+        if head.requestID == nil {
+            requestHead.writeBytes(constants.requestID)
+            loop.writeRequestID(into: &requestHead)
+            requestHead.writeBytes(constants.crlf)
+        }
+        if let upgrade = head.upgrade, head.wantsUpgrade {
+            requestHead.writeBytes(constants.upgrade)
+            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[upgrade]))
+            requestHead.writeBytes(constants.crlf)
+        }
+        requestHead.writeBytes(constants.crlf)
+    }
+
+    /// Sends the current request over a pooled connection, or opens one.
+    private func dispatch() {
+        guard let route = exchange.route, let instance = exchange.instance else { return }
+        if let connection = loop.connections.take(instance) {
+            attach(connection)
+            return
+        }
+        state = .connecting
+        exchange.attempts += 1
+        setDeadline(.response, after: .hours(24))  // the connect timeout governs this wait
+        loop.connections.connect(to: instance, timeout: route.upstream.connectTimeout)
+            .assumeIsolated()
+            .whenComplete { result in self.connected(result, to: instance) }
+    }
+
+    private func connected(_ result: Result<UpstreamConnection, any Error>, to instance: Upstream) {
+        switch result {
+        case .success(let connection):
+            guard state == .connecting, exchange.instance === instance else {
+                loop.connections.release(connection)
+                return
+            }
+            attach(connection)
+            process()
+        case .failure(let error):
+            guard state == .connecting, exchange.instance === instance else { return }
+            let timedOut: Bool
+            if case ChannelError.connectTimeout = error { timedOut = true } else { timedOut = false }
+            failed(timedOut ? .connectTimeout : .connectRefused)
+        }
+    }
+
+    private func attach(_ connection: UpstreamConnection) {
+        if exchange.attempts == 0 { exchange.attempts = 1 }
+        upstream = connection
+        state = .forwarding
+        connection.send(head: requestHead, for: self, isHead: exchange.isHead)
+        upstreamNeedsFlush = true
+        if exchange.requestDone, let timeout = exchange.route?.upstream.responseTimeout {
+            setDeadline(.response, after: TimeAmount(timeout))
+        }
+    }
+
+    /// Moves request body bytes from the client to the upstream; returns whether it made progress
+    /// and the body is not finished (so processing may go on).
+    private func forwardRequestBody() -> Bool {
+        guard let upstream, inbound.readableBytes > 0 else { return false }
+        let view = inbound
+        let used: Int
+        do {
+            used = try view.withUnsafeReadableBytes { try exchange.body.consume($0) }
+        } catch {
+            upstream.markUnusable()
+            failExchange(.invalidChunk, outcome: nil)
+            return false
+        }
+        if used > 0, let slice = inbound.readSlice(length: used) {
+            upstream.write(slice)
+            upstreamNeedsFlush = true
+        }
+        if exchange.body.isDone {
+            exchange.requestDone = true
+            if !exchange.responseStarted, let timeout = exchange.route?.upstream.responseTimeout {
+                setDeadline(.response, after: TimeAmount(timeout))
+            }
+        }
+        return false
+    }
+
+    // MARK: Responses, called by the upstream connection
+
+    func upstreamInterimResponse(_ head: ResponseHead, bytes: ByteBuffer) {
+        guard exchange.clientKeepAlive || exchange.isHTTP11Interim else { return }
+        writeResponseHead(head, bytes: bytes, close: false)
+    }
+
+    func upstreamResponseHead(_ head: ResponseHead, bytes: ByteBuffer) {
+        exchange.responseStarted = true
+        exchange.status = head.status
+        exchange.headLatency = elapsed()
+        if !exchange.clientKeepAlive || quiescing || !exchange.requestDone || head.framing == .untilClose {
+            exchange.closeAfter = true
+        }
+        writeResponseHead(head, bytes: bytes, close: exchange.closeAfter)
+        if let timeout = exchange.route?.upstream.responseTimeout { setDeadline(.response, after: TimeAmount(timeout)) }
+    }
+
+    func upstreamResponseBody(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+        clientNeedsFlush = true
+        if let timeout = exchange.route?.upstream.responseTimeout { setDeadline(.response, after: TimeAmount(timeout)) }
+    }
+
+    func upstreamResponseEnd(from connection: UpstreamConnection, reusable: Bool) {
+        guard upstream === connection else { return }
+        upstream = nil
+        connection.client = nil
+        if reusable && exchange.requestDone { loop.connections.release(connection) } else { connection.close() }
+        record(.response(status: exchange.status))
+        reportSuccess()
+        finishExchange()
+    }
+
+    func upstreamSwitchingProtocols(_ head: ResponseHead, bytes: ByteBuffer) -> Bool {
+        guard exchange.wantsUpgrade, exchange.requestDone else { return false }
+        exchange.status = 101
+        exchange.headLatency = elapsed()
+        writeResponseHead(head, bytes: bytes, close: false)
+        record(.response(status: 101))
+        state = .tunnel
+        setDeadline(.idle, after: .hours(24 * 365))
+        if inbound.readableBytes > 0 {
+            upstream?.write(inbound)
+            inbound = emptyBuffer
+            upstreamNeedsFlush = true
+        }
+        flushUpstream()
+        resumeReadsIfNeeded()
+        return true
+    }
+
+    func upstreamTunnelBytes(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+        clientNeedsFlush = true
+    }
+
+    func upstreamTunnelClosed() {
+        upstream = nil
+        flushToClient()
+        closeClient()
+    }
+
+    func upstreamFailed(from connection: UpstreamConnection, reason: UpstreamFailure) {
+        guard upstream === connection else { return }
+        upstream = nil
+        // A reused keep-alive connection that the upstream closed just as the request went out:
+        // safe to send again on a new connection when the request is idempotent and bodiless.
+        if reason == .closed, !connection.receivedResponseBytes, connection.requestCount > 1,
+           exchange.isIdempotent, !exchange.hasBody, !exchange.staleRetried {
+            exchange.staleRetried = true
+            dispatchFresh()
+            return
+        }
+        failed(reason)
+    }
+
+    /// Sends the request again over a new connection to the same instance.
+    private func dispatchFresh() {
+        guard let route = exchange.route, let instance = exchange.instance else { return }
+        state = .connecting
+        loop.connections.connect(to: instance, timeout: route.upstream.connectTimeout)
+            .assumeIsolated()
+            .whenComplete { result in self.connected(result, to: instance) }
+    }
+
+    /// An attempt failed: retry on another instance of the same pool when allowed, else answer
+    /// with the error.
+    private func failed(_ reason: UpstreamFailure) {
+        guard let route = exchange.route, let instance = exchange.instance else { return }
+        if reason == .connectRefused || reason == .connectTimeout || reason == .timeout {
+            loop.healthReporter?.requestFailed(route: route.name, upstream: instance)
+            instance.hasFailures.store(true, ordering: .relaxed)
+        }
+        let connectFailure = reason == .connectRefused || reason == .connectTimeout
+        if connectFailure, exchange.attempts < route.upstream.maxTries, let next = nextUntried(route, after: instance) {
+            exchange.instance = next
+            state = .idle  // dispatch() sets the next state
+            dispatch()
+            return
+        }
+        let outcome: RequestOutcome = switch reason {
+        case .connectRefused, .connectTimeout: .connectError
+        case .timeout: .timeout
+        case .closed, .invalidResponse: .invalidResponse
+        }
+        failExchange(.forUpstream(reason), outcome: outcome)
+    }
+
+    private func nextUntried(_ route: RouteRuntime, after instance: Upstream) -> Upstream? {
+        exchange.tried.append(instance.id)
+        let candidates = route.pool(exchange.color).available
+        guard !candidates.isEmpty else { return nil }
+        let start = route.pool(exchange.color).rotation.next(count: candidates.count)
+        for offset in 0..<candidates.count {
+            let candidate = candidates[(start + offset) % candidates.count]
+            if !exchange.tried.contains(candidate.id) { return candidate }
+        }
+        return nil
+    }
+
+    /// Ends the exchange with an error of Teal's: an error answer when none has started, else
+    /// the client connection is closed (the only way to signal a cut-off response).
+    private func failExchange(_ error: ProxyError, outcome: RequestOutcome?) {
+        if let outcome { record(outcome) }
+        if let upstream {
+            self.upstream = nil
+            upstream.client = nil
+            upstream.close()
+        }
+        if exchange.responseStarted {
+            flushToClient()
+            closeClient()
+            return
+        }
+        respond(error, close: exchange.closeAfter || !exchange.clientKeepAlive || !exchange.requestDone)
+        if state != .closed { finishExchange() }
+    }
+
+    private func finishExchange() {
+        let close = exchange.closeAfter
+        exchange = Exchange()
+        if close {
+            flushToClient()
+            closeClient()
+            return
+        }
+        state = .idle
+        setDeadline(.idle, after: loop.configuration.clientIdleTimeout)
+        if inbound.readableBytes > 0 { process() }
+        resumeReadsIfNeeded()
+    }
+
+    // MARK: Writing to the client
+
+    private func writeResponseHead(_ head: ResponseHead, bytes: ByteBuffer, close: Bool) {
+        let constants = loop.constantHeaders
+        responseHead.clear()
+        responseHead.writeBytes(constants.http11)
+        bytes.withUnsafeReadableBytes { raw in
+            responseHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.statusStart..<head.headers.start]))
+            head.headers.forEachKeptRange(raw) { responseHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[$0])) }
+        }
+        if close { responseHead.writeBytes(constants.connectionClose) }
+        responseHead.writeBytes(constants.crlf)
+        context?.write(wrapOutboundOut(responseHead), promise: nil)
+        clientNeedsFlush = true
+    }
+
+    /// Writes an error answer of Teal's; closes the connection after it when `close`.
+    private func respond(_ error: ProxyError, close: Bool) {
+        guard let context else { return }
+        let text = error.response(close: close, includeBody: !exchange.isHead)
+        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        clientNeedsFlush = true
+        if close {
+            flushToClient()
+            closeClient()
+        }
+    }
+
+    func flushToClient() {
+        guard clientNeedsFlush, let context else { return }
+        clientNeedsFlush = false
+        context.flush()
+    }
+
+    private func flushUpstream() {
+        guard upstreamNeedsFlush else { return }
+        upstreamNeedsFlush = false
+        upstream?.flush()
+    }
+
+    private func closeClient() {
+        guard state != .closed, let context else { return }
+        state = .closed
+        inbound = emptyBuffer
+        context.close(promise: nil)
+    }
+
+    // MARK: Statistics and health
+
+    private func elapsed() -> UInt64 {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let start = exchange.start.uptimeNanoseconds
+        return now > start ? now - start : 0
+    }
+
+    private func record(_ outcome: RequestOutcome) {
+        guard let route = exchange.route else { return }
+        let latency = exchange.responseStarted ? exchange.headLatency : elapsed()
+        route.pool(exchange.color).recorder.record(shard: loop.index, outcome: outcome, latencyNanoseconds: latency)
+    }
+
+    private func reportSuccess() {
+        guard let instance = exchange.instance, instance.hasFailures.load(ordering: .relaxed) else { return }
+        instance.hasFailures.store(false, ordering: .relaxed)
+        if let route = exchange.route { loop.healthReporter?.requestSucceeded(route: route.name, upstream: instance) }
+    }
+
+    // MARK: Timeouts
+
+    private func setDeadline(_ kind: DeadlineKind, after timeout: TimeAmount) {
+        deadlineKind = kind
+        deadline = loop.coarseNow + timeout
+    }
+
+    /// Called by the loop's sweep when `deadline` has passed.
+    func deadlinePassed() {
+        switch state {
+        case .closed:
+            return
+        case .idle:
+            if deadlineKind == .header && inbound.readableBytes > 0 {
+                respond(.headerTimeout, close: true)
+            } else {
+                closeClient()
+            }
+        case .connecting, .forwarding:
+            if deadlineKind == .requestBody && !exchange.requestDone {
+                failExchange(.bodyTimeout, outcome: nil)
+            } else {
+                failed(.timeout)
+            }
+        case .tunnel:
+            break
+        }
+        deadline = .distantFuture
+    }
+}
+
+extension ProxyHandler.Exchange {
+    /// 1xx answers go only to HTTP/1.1 clients.
+    var isHTTP11Interim: Bool { clientKeepAlive }
+}

@@ -1,0 +1,138 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import TealCore
+
+/// The data plane's listener: accepts client connections, gives each a `ProxyHandler` on its
+/// event loop, publishes routing snapshots to every loop, and drains on shutdown.
+public final class ProxyServer: Sendable {
+    public let configuration: ProxyConfiguration
+    private let group: any EventLoopGroup
+    private let contexts: [LoopContext]
+    private let logger: Logger
+    private let state = Mutex(ServerState())
+    private let connectionCount = Atomic<Int>(0)
+    private let generation = Atomic<Int>(0)
+
+    private struct ServerState {
+        var channel: (any Channel)?
+        var clients: [ObjectIdentifier: any Channel] = [:]
+        var snapshot = RoutingSnapshot.empty
+    }
+
+    /// Creates a server on `group` (one `LoopContext` per event loop) with `snapshot` as the
+    /// first routing snapshot.
+    public init(configuration: ProxyConfiguration, group: any EventLoopGroup, snapshot: RoutingSnapshot,
+                healthReporter: (any UpstreamHealthReporter)? = nil, logger: Logger = Logger(label: "teal.proxy")) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        var contexts: [LoopContext] = []
+        for (index, loop) in group.makeIterator().enumerated() {
+            contexts.append(LoopContext(index: index, eventLoop: loop, configuration: configuration,
+                                        snapshot: snapshot, healthReporter: healthReporter))
+        }
+        self.contexts = contexts
+        state.withLock { $0.snapshot = snapshot }
+    }
+
+    /// The number of statistics shards to give `TrafficRecorder`s: one per event loop.
+    public var shardCount: Int { contexts.count }
+
+    /// Binds the listener; returns the bound address (useful with port 0).
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        for context in contexts { try await context.eventLoop.submit { context.start() }.get() }
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { [self] channel in
+                self.initialize(channel)
+            }
+            .bind(host: configuration.listenHost, port: configuration.listenPort)
+            .get()
+        state.withLock { $0.channel = channel }
+        logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return channel.localAddress!
+    }
+
+    /// The bound address, once started.
+    public var localAddress: SocketAddress? { state.withLock { $0.channel?.localAddress } }
+
+    private func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let count = connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        let id = ObjectIdentifier(channel)
+        channel.closeFuture.whenComplete { [self] _ in
+            connectionCount.wrappingSubtract(1, ordering: .relaxed)
+            state.withLock { _ = $0.clients.removeValue(forKey: id) }
+        }
+        if count > configuration.maxConnections {
+            logger.warning("connection limit reached; closing new connection", metadata: ["limit": "\(configuration.maxConnections)"])
+            return channel.close()
+        }
+        state.withLock { $0.clients[id] = channel }
+        guard let context = contexts.first(where: { $0.eventLoop === channel.eventLoop }) else {
+            return channel.close()
+        }
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
+        }
+    }
+
+    /// Makes `snapshot` the routing of every event loop; returns once all loops use it, so the
+    /// next request routes by it.
+    public func publish(_ snapshot: RoutingSnapshot) async {
+        state.withLock { $0.snapshot = snapshot }
+        for context in contexts {
+            try? await context.eventLoop.submit { context.snapshot = snapshot }.get()
+        }
+    }
+
+    /// The snapshot published last.
+    public var currentSnapshot: RoutingSnapshot { state.withLock { $0.snapshot } }
+
+    /// A fresh generation number for a new snapshot.
+    public func nextGeneration() -> Int { generation.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    /// Upstream connections opened since start and open now, over all loops.
+    public func upstreamConnectionCounts() async -> (opened: Int, open: Int) {
+        var opened = 0, open = 0
+        for context in contexts {
+            let counts = try? await context.eventLoop.submit { (context.connections.opened, context.connections.open) }.get()
+            opened += counts?.0 ?? 0
+            open += counts?.1 ?? 0
+        }
+        return (opened, open)
+    }
+
+    /// Client connections open now.
+    public var clientConnectionCount: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// Stops accepting, lets in-flight requests finish (keep-alive connections close after their
+    /// current response), and closes what is left after `configuration.drainTimeout`.
+    public func shutdown() async {
+        let (listener, clients) = state.withLock { state in
+            let listener = state.channel
+            state.channel = nil
+            return (listener, Array(state.clients.values))
+        }
+        try? await listener?.close()
+        for client in clients {
+            client.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        let deadline = ContinuousClock.now + .nanoseconds(configuration.drainTimeout.nanoseconds)
+        while clientConnectionCount > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let remaining = state.withLock { Array($0.clients.values) }
+        if !remaining.isEmpty {
+            logger.warning("closing connections still open after the drain timeout", metadata: ["count": "\(remaining.count)"])
+        }
+        for client in remaining { try? await client.close() }
+        for context in contexts { try? await context.eventLoop.submit { context.stop() }.get() }
+        logger.info("proxy stopped")
+    }
+}

@@ -1,0 +1,113 @@
+import NIOCore
+import NIOPosix
+import TealCore
+
+/// Keep-alive connections to upstream instances, one pool per event loop, so a client
+/// connection and its upstream connections share a loop and never hop threads.
+/// Used only on its own event loop.
+final class UpstreamConnectionPool {
+    private let eventLoop: any EventLoop
+    private let configuration: ProxyConfiguration
+    private var idle: [Int: [UpstreamConnection]] = [:]
+    private var sweeper: RepeatedTask?
+    /// Connections opened since start (for tests and metrics).
+    private(set) var opened = 0
+    /// Connections open now, idle or busy.
+    private(set) var open = 0
+
+    init(eventLoop: any EventLoop, configuration: ProxyConfiguration) {
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+    }
+
+    /// An idle connection to `upstream`, most recently used first, or `nil`.
+    func take(_ upstream: Upstream) -> UpstreamConnection? {
+        guard var list = idle[upstream.id], !list.isEmpty else { return nil }
+        defer { idle[upstream.id] = list }
+        while let connection = list.popLast() {
+            if connection.isReusable { return connection }
+            connection.close()
+        }
+        return nil
+    }
+
+    /// Keeps `connection` for reuse, or closes it when the instance already has enough idle ones.
+    func release(_ connection: UpstreamConnection) {
+        let id = connection.upstream.id
+        var list = idle[id] ?? []
+        guard list.count < configuration.maxIdlePerInstance, connection.isReusable else {
+            connection.close()
+            return
+        }
+        connection.idleSince = .now()
+        list.append(connection)
+        idle[id] = list
+        startSweeperIfNeeded()
+    }
+
+    /// Opens a connection to `upstream` on this loop.
+    func connect(to upstream: Upstream, timeout: Duration) -> EventLoopFuture<UpstreamConnection> {
+        let loop = eventLoop
+        let address: EventLoopFuture<SocketAddress>
+        if let resolved = upstream.socketAddress {
+            address = loop.makeSucceededFuture(resolved)
+        } else {
+            address = loop.submit { try SocketAddress.makeAddressResolvingHost(upstream.address.host, port: upstream.address.port) }
+        }
+        let pool = NIOLoopBound(self, eventLoop: loop)
+        return address.flatMap { address in
+            ClientBootstrap(group: loop)
+                .connectTimeout(TimeAmount(timeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(UpstreamConnection(upstream: upstream, pool: pool.value))
+                    }
+                }
+                .connect(to: address)
+        }.flatMapThrowing { channel in
+            let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
+            pool.value.opened += 1
+            pool.value.open += 1
+            return connection
+        }
+    }
+
+    /// Called by a connection when it closes.
+    func connectionClosed(_ connection: UpstreamConnection) {
+        open -= 1
+        let id = connection.upstream.id
+        if let index = idle[id]?.firstIndex(where: { $0 === connection }) {
+            idle[id]!.remove(at: index)
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeIdle() {
+        let all = idle.values.flatMap { $0 }
+        idle.removeAll()
+        for connection in all { connection.close() }
+        sweeper?.cancel()
+        sweeper = nil
+    }
+
+    private func startSweeperIfNeeded() {
+        guard sweeper == nil else { return }
+        let pool = NIOLoopBound(self, eventLoop: eventLoop)
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            pool.value.sweep()
+        }
+    }
+
+    private func sweep() {
+        let cutoff = NIODeadline.now() - configuration.upstreamIdleTimeout
+        for (id, list) in idle {
+            let (keep, expired) = list.reduce(into: ([UpstreamConnection](), [UpstreamConnection]())) {
+                if $1.idleSince < cutoff { $0.1.append($1) } else { $0.0.append($1) }
+            }
+            guard !expired.isEmpty else { continue }
+            idle[id] = keep
+            for connection in expired { connection.close() }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Small helpers for benchmarks/run.sh and benchmarks/allocs.sh.
+
+Subcommands:
+  free-ports N                      print N distinct free TCP ports on 127.0.0.1
+  parse-wrk FILE                    print "req/s p50_ms p99_ms errors" (tab separated)
+  spread PORT N                     send N keep-alive GETs, count replies per X-Backend
+  client PORT N                     send exactly N keep-alive GETs over one connection
+  ensure-results FILE               create RESULTS.md skeleton / add missing sections
+  report FILE --meta M --runs R --status S
+                                    rewrite the generated block of RESULTS.md
+  allocs-section FILE --body B      replace the body of "## Allocations per proxied request"
+
+Only the standard library is used. All network traffic goes to 127.0.0.1.
+"""
+
+import argparse
+import http.client
+import re
+import socket
+import statistics
+import sys
+
+BEGIN = "<!-- bench:begin -->"
+END = "<!-- bench:end -->"
+ALLOCS_HEADING = "## Allocations per proxied request"
+PROFILE_HEADING = "## Profile"
+PLACEHOLDER = "not measured yet"
+HOST = "127.0.0.1"
+
+# Order in which targets are run and shown; names match run.sh.
+TARGETS = [("direct", "direct (one backend)"), ("nginx", "nginx"),
+           ("haproxy", "HAProxy"), ("teal", "Teal")]
+
+
+# --------------------------------------------------------------------------- ports
+
+def cmd_free_ports(args):
+    socks = []
+    try:
+        # Hold all sockets open at once so the kernel hands out distinct ports.
+        for _ in range(args.n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            socks.append(s)
+        print(" ".join(str(s.getsockname()[1]) for s in socks))
+    finally:
+        for s in socks:
+            s.close()
+
+
+# --------------------------------------------------------------------------- wrk
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(value, unit):
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(text):
+    """Return (req_per_s, p50_ms, p99_ms, errors) from `wrk --latency` output."""
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    if not m:
+        raise ValueError("no 'Requests/sec:' line")
+    rps = float(m.group(1))
+    pct = {}
+    for p, val, unit in re.findall(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([0-9.]+)(us|ms|s|m|h)\s*$",
+                                   text, re.M):
+        pct[p] = to_ms(val, unit)
+    if "50" not in pct or "99" not in pct:
+        raise ValueError("no latency distribution (was --latency given?)")
+    errors = 0
+    m = re.search(r"Socket errors:\s*connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    return rps, pct["50"], pct["99"], errors
+
+
+def cmd_parse_wrk(args):
+    with open(args.file, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    try:
+        rps, p50, p99, errors = parse_wrk(text)
+    except ValueError as e:
+        print(f"cannot parse {args.file}: {e}", file=sys.stderr)
+        return 1
+    print(f"{rps:.2f}\t{p50:.3f}\t{p99:.3f}\t{errors}")
+    return 0
+
+
+# --------------------------------------------------------------------------- clients
+
+def _get(conn):
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    resp.read()
+    return resp
+
+
+def cmd_spread(args):
+    counts = {}
+    bad = 0
+    conn = http.client.HTTPConnection(HOST, args.port, timeout=5)
+    try:
+        for _ in range(args.n):
+            resp = _get(conn)
+            if resp.status != 200:
+                bad += 1
+            name = resp.getheader("X-Backend", "?")
+            counts[name] = counts.get(name, 0) + 1
+            if resp.will_close:
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, args.port, timeout=5)
+    finally:
+        conn.close()
+    parts = [f"{k}={counts[k]}" for k in sorted(counts)]
+    if bad:
+        parts.append(f"non-200={bad}")
+    print(" ".join(parts))
+    return 0
+
+
+def cmd_client(args):
+    """Exactly N sequential requests over one keep-alive connection."""
+    conn = http.client.HTTPConnection(HOST, args.port, timeout=10)
+    ok = bad = reconnects = 0
+    try:
+        for _ in range(args.n):
+            try:
+                resp = _get(conn)
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
+                print(f"request failed after {ok + bad} requests: {e!r}", file=sys.stderr)
+                return 1
+            if resp.status == 200:
+                ok += 1
+            else:
+                bad += 1
+            if resp.will_close:
+                # The proxy closed the connection; count it, the total stays exact.
+                reconnects += 1
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, args.port, timeout=10)
+    finally:
+        conn.close()
+    print(f"sent={args.n} ok={ok} non200={bad} reconnects={reconnects}")
+    return 0 if bad == 0 else 1
+
+
+# --------------------------------------------------------------------------- RESULTS.md
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def ensure_results(path):
+    text = _read(path)
+    if text is None:
+        text = "# Teal benchmark results\n\n"
+    if BEGIN not in text or END not in text:
+        block = f"{BEGIN}\nNo throughput run yet: run `benchmarks/run.sh`.\n{END}\n\n"
+        # Put the generated block after the title line if there is one.
+        m = re.match(r"(# [^\n]*\n\n?)", text)
+        if m:
+            text = text[:m.end()] + block + text[m.end():]
+        else:
+            text = block + text
+    if not re.search(r"^" + re.escape(ALLOCS_HEADING) + r"\s*$", text, re.M):
+        text = text.rstrip("\n") + f"\n\n{ALLOCS_HEADING}\n\n{PLACEHOLDER}\n"
+    if not re.search(r"^" + re.escape(PROFILE_HEADING) + r"\s*$", text, re.M):
+        text = text.rstrip("\n") + f"\n\n{PROFILE_HEADING}\n\n{PLACEHOLDER}\n"
+    _write(path, text)
+    return text
+
+
+def cmd_ensure_results(args):
+    ensure_results(args.file)
+    return 0
+
+
+def _read_kv(path):
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                out[k] = v
+    return out
+
+
+def _read_tsv(path):
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line:
+                rows.append(line.split("\t"))
+    return rows
+
+
+def _fmt_int(x):
+    return f"{x:,.0f}".replace(",", " ")
+
+
+def _fmt_ms(x):
+    return f"{x:.3f}" if x < 10 else f"{x:.1f}"
+
+
+def build_block(meta, runs, status):
+    """runs: rows [target, round, rps, p50, p99, errors]; status: {target: text}."""
+    by_target = {}
+    for target, rnd, rps, p50, p99, err in runs:
+        by_target.setdefault(target, []).append(
+            (int(rnd), float(rps), float(p50), float(p99), int(err)))
+    medians = {t: statistics.median(r[1] for r in rows) for t, rows in by_target.items()}
+    nginx = medians.get("nginx")
+
+    L = []
+    L.append("## Throughput and latency")
+    L.append("")
+    L.append(f"Generated by `benchmarks/run.sh` on {meta.get('date', '?')}; "
+             "do not edit between the bench markers, the next run replaces it.")
+    L.append("")
+    L.append("Machine:")
+    L.append("")
+    L.append(f"- CPU: {meta.get('cpu', '?')}; `nproc` = {meta.get('nproc', '?')}")
+    L.append(f"- kernel: {meta.get('kernel', '?')}")
+    L.append(f"- Swift: {meta.get('swift', '?')}")
+    L.append(f"- nginx: {meta.get('nginx', '?')}; HAProxy: {meta.get('haproxy', '?')}; "
+             f"wrk: {meta.get('wrk', '?')}")
+    L.append(f"- Teal binary: `{meta.get('teal_bin', '?')}` (source: {meta.get('git', '?')})")
+    L.append("")
+    L.append("Method:")
+    L.append("")
+    L.append(f"- command: `{meta.get('command', '?')}`")
+    L.append(f"- each measurement: `{meta.get('wrk_cmd', '?')}`; "
+             f"{meta.get('rounds', '?')} round(s); each round runs every target once, one at a time, "
+             "in the order direct, nginx, HAProxy, Teal rotated by one place per round; "
+             f"{meta.get('warmup', '0')} s unmeasured warm-up per target before round 1")
+    L.append("- backends: one nginx (1 worker) serving 6 ports on 127.0.0.1, each answering 200 "
+             "with its name (`b1\\n` … `b6\\n`) and `X-Backend`; blue = b1–b3, green = b4–b6")
+    L.append(f"- proxies: {meta.get('workers', '1')} worker/thread each, keep-alive on both hops, "
+             "no access logs, no active health checks; blue:green = 2:4 "
+             "(nginx/HAProxy: weight 2 per blue and 4 per green instance; Teal: `split: 2/4`)")
+    L.append("- everything (wrk, proxy, backends) shares the same cores, equally for every target")
+    L.append(f"- raw wrk output and configs: `{meta.get('outdir', '?')}` (git-ignored)")
+    L.append("")
+    L.append("| target | req/s median | req/s min–max | p50 ms | p99 ms | errors | × nginx |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for key, label in TARGETS:
+        rows = by_target.get(key)
+        st = status.get(key, "not run")
+        if not rows:
+            L.append(f"| {label} | {st if st != 'ok' else 'no data'} | – | – | – | – | – |")
+            continue
+        rps = [r[1] for r in rows]
+        med = medians[key]
+        ratio = f"{med / nginx:.2f}" if nginx else "n/a"
+        L.append("| {} | {} | {}–{} | {} | {} | {} | {} |".format(
+            label + ("" if st == "ok" else f" ({st})"),
+            _fmt_int(med), _fmt_int(min(rps)), _fmt_int(max(rps)),
+            _fmt_ms(statistics.median(r[2] for r in rows)),
+            _fmt_ms(statistics.median(r[3] for r in rows)),
+            sum(r[4] for r in rows), ratio))
+    L.append("")
+    L.append("p50/p99: median over rounds of wrk's per-run percentiles. "
+             "errors: socket errors plus non-2xx/3xx responses, summed over rounds.")
+    L.append("")
+    nrounds = max((r[0] for rows in by_target.values() for r in rows), default=0)
+    if nrounds > 1:
+        L.append("Per-round req/s:")
+        L.append("")
+        L.append("| target | " + " | ".join(f"round {i}" for i in range(1, nrounds + 1)) + " |")
+        L.append("|---|" + "---:|" * nrounds)
+        for key, label in TARGETS:
+            rows = {r[0]: r[1] for r in by_target.get(key, [])}
+            if rows:
+                L.append(f"| {label} | " + " | ".join(
+                    _fmt_int(rows[i]) if i in rows else "–" for i in range(1, nrounds + 1)) + " |")
+        L.append("")
+    spread = [(label, meta.get("spread_" + key)) for key, label in TARGETS
+              if key != "direct" and meta.get("spread_" + key)]
+    if spread:
+        L.append(f"Traffic spread check before measuring ({meta.get('spread_n', '?')} "
+                 "sequential requests per proxy, replies counted by `X-Backend`; "
+                 "2:4 means b1–b3 get 1/3 together):")
+        L.append("")
+        for label, s in spread:
+            L.append(f"- {label}: {s}")
+        L.append("")
+    return "\n".join(L)
+
+
+def cmd_report(args):
+    text = ensure_results(args.file)
+    meta = _read_kv(args.meta)
+    runs = _read_tsv(args.runs)
+    status = {row[0]: (row[1] if len(row) > 1 else "?") for row in _read_tsv(args.status)}
+    block = build_block(meta, runs, status)
+    start = text.index(BEGIN) + len(BEGIN)
+    end = text.index(END, start)
+    text = text[:start] + "\n" + block + "\n" + text[end:]
+    _write(args.file, text)
+    return 0
+
+
+def cmd_allocs_section(args):
+    text = ensure_results(args.file)
+    with open(args.body, encoding="utf-8") as f:
+        body = f.read().strip("\n")
+    m = re.search(r"^" + re.escape(ALLOCS_HEADING) + r"[ \t]*\n", text, re.M)
+    nxt = re.compile(r"^## ", re.M).search(text, m.end())
+    tail_start = nxt.start() if nxt else len(text)
+    tail = text[tail_start:]
+    text = text[:m.end()] + "\n" + body + "\n" + ("\n" + tail if tail else "")
+    _write(args.file, text)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("free-ports"); p.add_argument("n", type=int); p.set_defaults(f=cmd_free_ports)
+    p = sub.add_parser("parse-wrk"); p.add_argument("file"); p.set_defaults(f=cmd_parse_wrk)
+    p = sub.add_parser("spread"); p.add_argument("port", type=int); p.add_argument("n", type=int)
+    p.set_defaults(f=cmd_spread)
+    p = sub.add_parser("client"); p.add_argument("port", type=int); p.add_argument("n", type=int)
+    p.set_defaults(f=cmd_client)
+    p = sub.add_parser("ensure-results"); p.add_argument("file"); p.set_defaults(f=cmd_ensure_results)
+    p = sub.add_parser("report"); p.add_argument("file")
+    p.add_argument("--meta", required=True); p.add_argument("--runs", required=True)
+    p.add_argument("--status", required=True); p.set_defaults(f=cmd_report)
+    p = sub.add_parser("allocs-section"); p.add_argument("file")
+    p.add_argument("--body", required=True); p.set_defaults(f=cmd_allocs_section)
+    args = ap.parse_args()
+    return args.f(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
