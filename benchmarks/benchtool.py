@@ -254,7 +254,9 @@ def build_block(meta, runs, status):
              "with its name (`b1\\n` … `b6\\n`) and `X-Backend`; blue = b1–b3, green = b4–b6")
     L.append(f"- proxies: {meta.get('workers', '1')} worker/thread each, keep-alive on both hops, "
              "no access logs, no active health checks; blue:green = 2:4 "
-             "(nginx/HAProxy: weight 2 per blue and 4 per green instance; Teal: `split: 2/4`)")
+             "(nginx/HAProxy: weight 2 per blue and 4 per green instance; Teal: `split: 2/4`); "
+             f"nginx `keepalive {meta.get('nginx_keepalive', '?')}` idle upstream connections, "
+             "HAProxy `http-reuse always`; configs are in the output directory")
     L.append("- everything (wrk, proxy, backends) shares the same cores, equally for every target")
     L.append(f"- raw wrk output and configs: `{meta.get('outdir', '?')}` (git-ignored)")
     L.append("")

@@ -289,6 +289,9 @@ EOF
 start_nginx_proxy() {
   local port=$1 dir=$BENCH_TMP/nginx-proxy-$1 conf=$BENCH_LOGDIR/nginx-proxy.conf a
   shift
+  # Idle upstream connections kept per worker. With 64 client connections, "keepalive 64"
+  # still closes (and reopens) some upstream connections under load; 2 x CONNS does not.
+  NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-$((2 * ${CONNS:-64}))}
   mkdir -p "$dir"
   {
     nginx_main_directives "$dir"
@@ -298,7 +301,7 @@ start_nginx_proxy() {
     for a in "${BLUE_ADDRS[@]}"; do echo "        server $a weight=$BLUE_WEIGHT;"; done
     for a in "${GREEN_ADDRS[@]}"; do echo "        server $a weight=$GREEN_WEIGHT;"; done
     cat <<EOF
-        keepalive 64;
+        keepalive $NGINX_KEEPALIVE;
         keepalive_requests 1000000;
         keepalive_timeout 60s;
     }
@@ -372,8 +375,11 @@ teal_binary() {
 }
 
 # write_teal_routes DIR: the route file for the benchmark (default route, split 2/4).
+# Health probes are switched off to keep probe traffic out of the measurement;
+# TEAL_ROUTE_HEALTH replaces that line (set it empty to leave the key out).
 write_teal_routes() {
-  local dir=$1
+  local dir=$1 health='health: {enabled: false}'
+  health=${TEAL_ROUTE_HEALTH-$health}
   mkdir -p "$dir"
   cat >"$dir/bench.yaml" <<EOF
 route: bench
@@ -384,7 +390,7 @@ green:
   version: "2"
   instances: ["${GREEN_ADDRS[0]}", "${GREEN_ADDRS[1]}", "${GREEN_ADDRS[2]}"]
 split: 2/4
-health: {enabled: false}
+$health
 EOF
 }
 

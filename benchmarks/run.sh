@@ -162,6 +162,7 @@ first_line() { "$@" 2>&1 | head -n 1 || true; }
   echo "rounds=$ROUNDS"
   echo "warmup=$WARMUP"
   echo "workers=$WORKERS"
+  echo "nginx_keepalive=${NGINX_KEEPALIVE:-?}"
   echo "spread_n=$SPREAD_N"
   echo "outdir=$OUT_REL"
 } >>"$META"
@@ -173,7 +174,9 @@ for t in "${TARGETS[@]}"; do printf '%s\t%s\n' "$t" "${STATUS[$t]}" >>"$STATUS_T
 python3 "$BENCH_TOOL" report "$RESULTS_MD" --meta "$META" --runs "$RUNS" --status "$STATUS_TSV"
 log "wrote benchmarks/RESULTS.md"
 echo
-sed -n '/<!-- bench:begin -->/,/<!-- bench:end -->/p' "$RESULTS_MD" | grep '^|' || true
+# The tables of the generated block, separated by blank lines.
+sed -n '/<!-- bench:begin -->/,/<!-- bench:end -->/p' "$RESULTS_MD" |
+  awk '/^\|/ { print; t = 1; next } t { print ""; t = 0 }'
 for t in "${TARGETS[@]}"; do
   [[ ${STATUS[$t]} == ok ]] || echo "$t: ${STATUS[$t]}"
 done

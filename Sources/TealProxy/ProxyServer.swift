@@ -87,7 +87,10 @@ public final class ProxyServer: Sendable {
     public func publish(_ snapshot: RoutingSnapshot) async {
         state.withLock { $0.snapshot = snapshot }
         for context in contexts {
-            try? await context.eventLoop.submit { context.snapshot = snapshot }.get()
+            try? await context.eventLoop.submit {
+                // Publications may race; the newest generation wins.
+                if snapshot.generation >= context.snapshot.generation { context.snapshot = snapshot }
+            }.get()
         }
     }
 

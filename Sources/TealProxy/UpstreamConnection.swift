@@ -37,6 +37,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
     private var reusable = true
     private var readPending = false
     private var requestIsHead = false
+    /// The client written to during this read burst, flushed at read-complete (the exchange may
+    /// have ended and detached it by then).
+    private var clientToFlush: ProxyHandler?
 
     init(upstream: Upstream, pool: UpstreamConnectionPool) {
         self.upstream = upstream
@@ -119,6 +122,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        if clientToFlush == nil { clientToFlush = client }
         switch phase {
         case .idle, .closed:
             // Bytes nobody asked for: the connection is out of step; drop it.
@@ -133,7 +137,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        client?.flushToClient()
+        clientToFlush?.flushToClient()
+        clientToFlush = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {

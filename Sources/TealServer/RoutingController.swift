@@ -1,0 +1,179 @@
+import Logging
+import NIOCore
+import Synchronization
+import TealCore
+import TealProxy
+
+/// Owns the routing state that changes at run time — routes, splits, instance health — and
+/// publishes a new immutable `RoutingSnapshot` to the proxy whenever it changes. Upstream objects,
+/// instance rotations and traffic recorders are kept across snapshots so pools, counters and
+/// round robin carry over.
+public final class RoutingController: UpstreamHealthReporter, Sendable {
+    private struct RouteState {
+        var route: Route
+        var health: PoolHealth
+        var blueRecorder: TrafficRecorder
+        var greenRecorder: TrafficRecorder
+        var blueRotation = InstanceRotation()
+        var greenRotation = InstanceRotation()
+        /// Replaced only when the split changes, so its sequence does not restart on health changes.
+        var picker: PoolPicker
+    }
+
+    private struct State {
+        var routes: [RouteState] = []
+        var upstreams: [InstanceAddress: Upstream] = [:]
+    }
+
+    private let state = Mutex(State())
+    private let proxy: ProxyServer
+    private let logger: Logger
+
+    public init(routes: [Route], proxy: ProxyServer, logger: Logger = Logger(label: "teal.routing")) {
+        self.proxy = proxy
+        self.logger = logger
+        state.withLock { state in
+            state.routes = routes.map { route in
+                RouteState(route: route,
+                           health: PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances),
+                           blueRecorder: TrafficRecorder(shards: proxy.shardCount),
+                           greenRecorder: TrafficRecorder(shards: proxy.shardCount),
+                           picker: PoolPicker(split: route.split))
+            }
+        }
+    }
+
+    /// The routes as they are now (with current splits).
+    public var routes: [Route] { state.withLock { $0.routes.map(\.route) } }
+
+    /// Builds the snapshot from the current state and publishes it; returns when every event
+    /// loop routes by it.
+    public func publish() async {
+        let snapshot = makeSnapshot(at: .now)
+        await proxy.publish(snapshot)
+    }
+
+    /// Changes a route's split; the next request routes by it once this returns.
+    /// Throws when the route is unknown or the split gives green traffic it has no instances for.
+    public func setSplit(_ split: Split, route name: String) async throws(RoutingError) {
+        try state.withLock { state throws(RoutingError) in
+            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
+            if split.green > 0 && state.routes[index].route.pool(.green).instances.isEmpty {
+                throw .noGreenInstances(name)
+            }
+            if state.routes[index].route.split != split {
+                state.routes[index].route.split = split
+                state.routes[index].picker = PoolPicker(split: split)
+            }
+        }
+        await publish()
+    }
+
+    /// The cumulative traffic counts of a route's pool.
+    public func statistics(route name: String, pool color: PoolColor) -> PoolStatistics? {
+        state.withLock { state in
+            state.routes.first { $0.route.name == name }.map { (color == .blue ? $0.blueRecorder : $0.greenRecorder).snapshot() }
+        }
+    }
+
+    /// The health of one instance of a route.
+    public func health(route name: String, instance: InstanceAddress) -> InstanceHealth? {
+        state.withLock { state in state.routes.first { $0.route.name == name }?.health.instances[instance] }
+    }
+
+    /// Applies an active probe result, republishing when the instance changes state.
+    public func recordProbe(route name: String, instance: InstanceAddress, result: ProbeResult, passed: Bool) {
+        let change = state.withLock { state -> PoolHealth.Change? in
+            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { return nil }
+            return state.routes[index].health.recordProbe(instance, passed: passed, detail: result.summary)
+        }
+        if let change { announce(change, route: name) }
+    }
+
+    /// Ends ejections whose time is over; called periodically.
+    public func tick(now: ContinuousClock.Instant = .now) {
+        let changes = state.withLock { state -> [(String, PoolHealth.Change)] in
+            var all: [(String, PoolHealth.Change)] = []
+            for index in state.routes.indices {
+                all += state.routes[index].health.tick(at: now).map { (state.routes[index].route.name, $0) }
+            }
+            return all
+        }
+        for (route, change) in changes { announce(change, route: route) }
+    }
+
+    // MARK: UpstreamHealthReporter (called on event loops)
+
+    public func requestFailed(route name: String, upstream: Upstream) {
+        let change = state.withLock { state -> PoolHealth.Change? in
+            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { return nil }
+            return state.routes[index].health.recordFailure(upstream.address, at: .now)
+        }
+        if let change { announce(change, route: name) }
+    }
+
+    public func requestSucceeded(route name: String, upstream: Upstream) {
+        state.withLock { state in
+            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { return }
+            state.routes[index].health.recordSuccess(upstream.address)
+        }
+    }
+
+    // MARK: Snapshots
+
+    private func announce(_ change: PoolHealth.Change, route: String) {
+        switch change {
+        case .probeDown(let address, let detail):
+            logger.warning("instance failed health checks", metadata: ["route": "\(route)", "instance": "\(address)", "detail": "\(detail ?? "")"])
+        case .probeUp(let address):
+            logger.info("instance passed health checks", metadata: ["route": "\(route)", "instance": "\(address)"])
+        case .ejected(let address, _):
+            logger.warning("instance ejected after consecutive failures", metadata: ["route": "\(route)", "instance": "\(address)"])
+        case .ejectionEnded(let address):
+            logger.info("instance ejection ended", metadata: ["route": "\(route)", "instance": "\(address)"])
+        case .ejectionRefusedLastInstance(let address):
+            logger.error("instance keeps failing but is the last available one of its pool; not ejected",
+                         metadata: ["route": "\(route)", "instance": "\(address)"])
+            return
+        }
+        let snapshot = makeSnapshot(at: .now)
+        Task { await proxy.publish(snapshot) }
+    }
+
+    private func makeSnapshot(at now: ContinuousClock.Instant) -> RoutingSnapshot {
+        state.withLock { state in
+            var runtimes: [RouteRuntime] = []
+            for entry in state.routes {
+                func pool(_ color: PoolColor) -> PoolRuntime {
+                    let spec = entry.route.pool(color)
+                    let all = spec.instances.map { address in
+                        if let existing = state.upstreams[address] { return existing }
+                        let upstream = Upstream(address: address)
+                        state.upstreams[address] = upstream
+                        return upstream
+                    }
+                    let available = all.filter { entry.health.isAvailable($0.address, at: now) }
+                    return PoolRuntime(color: color, version: spec.version, all: all, available: available,
+                                       rotation: color == .blue ? entry.blueRotation : entry.greenRotation,
+                                       recorder: color == .blue ? entry.blueRecorder : entry.greenRecorder)
+                }
+                runtimes.append(RouteRuntime(name: entry.route.name, upstream: entry.route.upstream,
+                                             picker: entry.picker, blue: pool(.blue), green: pool(.green)))
+            }
+            return RoutingSnapshot(routes: runtimes, matches: state.routes.map(\.route.match), generation: proxy.nextGeneration())
+        }
+    }
+}
+
+/// A routing change that was refused.
+public enum RoutingError: Error, Equatable, CustomStringConvertible {
+    case unknownRoute(String)
+    case noGreenInstances(String)
+
+    public var description: String {
+        switch self {
+        case .unknownRoute(let name): "no route named \(name)"
+        case .noGreenInstances(let name): "route \(name) has no green instances to send traffic to"
+        }
+    }
+}

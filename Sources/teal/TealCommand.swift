@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TealConfig
+import TealCore
+import NIOPosix
+import TealServer
+
+@main
+struct TealCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "teal",
+        abstract: "Teal: a blue-green traffic router.",
+        subcommands: [Serve.self, DemoBackendCommand.self])
+}
+
+/// `HOST:PORT` as an argument.
+struct HostPort: ExpressibleByArgument, Sendable {
+    let host: String
+    let port: Int
+
+    init?(argument: String) {
+        guard let address = InstanceAddress(parsing: argument) else { return nil }
+        host = address.host
+        port = address.port
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the router.")
+
+    @Option(help: "A route file, or a directory of route files (*.yaml).")
+    var routes = "routes"
+
+    @Option(help: "Address the proxy listens on (HOST:PORT).")
+    var listen = HostPort(argument: "127.0.0.1:8080")!
+
+    @Option(help: "Address of the admin API (HOST:PORT).")
+    var admin = "127.0.0.1:9901"
+
+    @Option(help: "Path of the state file.")
+    var state = ".teal/state.sqlite"
+
+    @Option(help: "Event loop threads (default: one per core).")
+    var threads: Int?
+
+    @Option(help: "Most client connections open at once.")
+    var maxConnections = 10_000
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var options = ServeOptions()
+        options.routesPath = routes
+        options.proxy.listenHost = listen.host
+        options.proxy.listenPort = listen.port
+        options.proxy.maxConnections = maxConnections
+        options.admin = admin
+        options.statePath = state
+        options.threads = threads
+        let router: TealRouter
+        do {
+            router = try TealRouter(options: options)
+        } catch {
+            FileHandle.standardError.write(Data("teal: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        try await router.run()
+    }
+}
+
+struct DemoBackendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo-backend",
+        abstract: "Run a small test application: every path answers 200 with body NAME (or 500 with the error rate).")
+
+    @Option(help: "Address to listen on (HOST:PORT).")
+    var listen: HostPort
+
+    @Option(help: "Name the backend answers with.")
+    var name: String
+
+    @Option(help: "Fraction of requests (0...1) answered with 500.")
+    var errorRate = 0.0
+
+    @Option(help: "Delay before each answer, in milliseconds.")
+    var latencyMs = 0
+
+    func validate() throws {
+        guard (0...1).contains(errorRate) else { throw ValidationError("--error-rate must be between 0 and 1") }
+        guard latencyMs >= 0 else { throw ValidationError("--latency-ms must not be negative") }
+    }
+
+    func run() async throws {
+        let backend = DemoBackend(
+            options: .init(name: name, host: listen.host, port: listen.port, errorRate: errorRate,
+                           latency: .milliseconds(latencyMs)),
+            group: MultiThreadedEventLoopGroup.singleton)
+        let address = try await backend.start()
+        print("demo-backend \(name) listening on \(address)")
+        try await DemoBackendService(backend: backend).runUntilSignalled()
+    }
+}
