@@ -12,7 +12,7 @@ import TealProxy
 ///
 /// For tests it also tells what it received: `X-Request-Method`, `X-Body-Bytes` and
 /// `X-Body-Checksum` (FNV-1a 64 of the request body), `X-Backend-Connection` (the connection's
-/// ordinal on this backend); `X-Echo: headers` in the request returns the request's header lines
+/// ordinal on this backend); `Expect: 100-continue` gets a 100 Continue; `X-Echo: headers` in the request returns the request's header lines
 /// as the body; `X-Response-Bytes: N` returns an N-byte body, streamed with backpressure; a
 /// WebSocket upgrade is accepted and every frame echoed.
 public final class DemoBackend: Sendable {
@@ -115,6 +115,9 @@ private final class DemoBackendHandler: ChannelInboundHandler, RemovableChannelH
         switch unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
+            if head.headers.first(name: "Expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
             bodyBytes = 0
             checksum = 0xcbf2_9ce4_8422_2325
         case .body(let buffer):

@@ -22,7 +22,6 @@ enum RequestHeadError: Error, Equatable {
         case .unsupportedVersion: 505
         case .uriTooLong: 414
         case .headersTooLarge, .tooManyHeaders: 431
-        case .transferEncodingNotChunked: 501
         default: 400
         }
     }
