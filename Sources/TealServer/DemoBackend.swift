@@ -70,8 +70,12 @@ public final class DemoBackend: Sendable {
                             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(WebSocketEcho()) }
                         })
                     let handler = DemoBackendHandler(backend: self, connection: ordinal)
+                    let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                            // After the upgrade, frames go to the echo handler only.
+                            context.pipeline.syncOperations.removeHandler(bound.value, promise: nil)
+                        }))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
