@@ -12,7 +12,7 @@ public enum RequestOutcome: Sendable, Hashable {
     case noHealthyInstance
 }
 
-/// Latency buckets: 4 per power of two of nanoseconds (each bucket at most 19% wide), from
+/// Latency buckets: 4 per power of two of nanoseconds (a bucket's bounds differ by at most 25%), from
 /// 16 µs up to about 69 s; faster requests land in the first bucket, slower in the last.
 public enum LatencyBuckets {
     static let firstExponent = 14  // 2^14 ns = 16.4 µs
@@ -71,7 +71,7 @@ public struct PoolStatistics: Sendable, Hashable {
     public var errorRate: Double { requests == 0 ? 0 : Double(errors) / Double(requests) }
 
     /// The latency below which a fraction `quantile` (0...1) of requests fell, as the upper bound of
-    /// its bucket (so at most 19% above the true value); `nil` with no requests.
+    /// its bucket (so at most 25% above the true value); `nil` with no requests.
     public func latency(quantile: Double) -> Duration? {
         let total = latencyBuckets.reduce(0, +)
         guard total > 0 else { return nil }

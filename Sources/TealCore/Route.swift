@@ -39,7 +39,7 @@ public struct InstanceAddress: Hashable, Sendable, CustomStringConvertible, Comp
             guard !hostPart.contains(":") else { return nil }
         }
         guard !hostPart.isEmpty, !hostPart.contains(where: { $0 == " " || $0 == "/" }),
-              let port = Int(portPart), (1...65535).contains(port) else { return nil }
+              portPart.allSatisfy(\.isASCIIDigit), let port = Int(portPart), (1...65535).contains(port) else { return nil }
         self.init(host: String(hostPart), port: port)
     }
 
@@ -96,7 +96,8 @@ public enum HostPattern: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses `shop.example.com` or `*.example.com`; `nil` when empty or the wildcard is misplaced.
     public init?(parsing text: some StringProtocol) {
-        let lower = text.trimmingSpaces.lowercased()
+        var lower = text.trimmingSpaces.lowercased()
+        if lower.hasSuffix(".") { lower.removeLast() }  // `shop.example.com.` is the same name
         guard !lower.isEmpty, !lower.contains(where: { $0 == " " || $0 == "/" || $0 == ":" }) else { return nil }
         if lower.hasPrefix("*.") {
             let suffix = String(lower.dropFirst())
@@ -235,4 +236,8 @@ public struct Route: Hashable, Sendable {
         case .green: green ?? PoolSpec(instances: [])
         }
     }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
 }

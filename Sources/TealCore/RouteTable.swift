@@ -37,6 +37,10 @@ public struct RouteTable: Sendable {
     /// The index of the route for `host` (the `Host` header value, port allowed) and `path`
     /// (the request target), or `nil` when no route matches.
     public func lookup(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer) -> Int? {
+        // `OPTIONS *` and `http://host` (no path) route as `/`.
+        guard path.first == UInt8(ascii: "/") else {
+            return withUnsafeBytes(of: UInt8(ascii: "/")) { lookup(host: host, path: $0) }
+        }
         let name = Self.hostName(host)
         if !exact.isEmpty {
             for entry in exact where Self.equalsLowercased(name, entry.host) && Self.hasPrefix(path, entry.prefix) {

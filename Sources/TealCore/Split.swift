@@ -22,12 +22,13 @@ public struct Split: Hashable, Sendable, CustomStringConvertible {
     public init?(parsing text: some StringProtocol) {
         let trimmed = text.trimmingSpaces
         if trimmed.hasSuffix("%") {
-            guard let percent = Int(trimmed.dropLast()), (0...100).contains(percent) else { return nil }
+            let digits = trimmed.dropLast()
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCIIDigit), let percent = Int(digits), (0...100).contains(percent) else { return nil }
             self.init(blue: 100 - percent, green: percent)
             return
         }
         let parts = trimmed.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let blue = Int(parts[0]), let green = Int(parts[1]) else { return nil }
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }), let blue = Int(parts[0]), let green = Int(parts[1]) else { return nil }
         self.init(blue: blue, green: green)
     }
 

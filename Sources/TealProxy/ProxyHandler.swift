@@ -205,9 +205,14 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .incomplete:
             if deadlineKind != .header { setDeadline(.header, after: loop.configuration.headerReadTimeout) }
             return false
-        case .reject(let error, let close):
+        case .reject(let error, let close, let headLength):
+            inbound.moveReaderIndex(forwardBy: min(headLength, inbound.readableBytes))
+            scanned = 0
             respond(error, close: close)
-            return state == .idle
+            guard !close else { return false }
+            exchange = Exchange()
+            setDeadline(.idle, after: loop.configuration.clientIdleTimeout)
+            return true  // go on with the next pipelined request, if any
         case .dispatch(let headLength):
             inbound.moveReaderIndex(forwardBy: headLength)
             scanned = 0
@@ -218,7 +223,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private enum Begin {
         case incomplete
-        case reject(ProxyError, close: Bool)
+        /// Answer with an error; `headLength` bytes of head are consumed (0 when the connection
+        /// closes anyway).
+        case reject(ProxyError, close: Bool, headLength: Int = 0)
         case dispatch(headLength: Int)
     }
 
@@ -248,11 +255,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         exchange.hasBody = head.framing != .none
         exchange.requestDone = exchange.body.isDone
         let closeOnError = !exchange.clientKeepAlive || exchange.hasBody
-        if head.isConnect { return .reject(.methodNotAllowed, close: closeOnError) }
+        if head.isConnect { return .reject(.methodNotAllowed, close: closeOnError, headLength: end) }
         let snapshot = loop.snapshot
-        let host = head.host.map { UnsafeRawBufferPointer(rebasing: raw[$0]) } ?? UnsafeRawBufferPointer(rebasing: raw[0..<0])
+        let hostRange = head.authority(raw) ?? head.host ?? 0..<0
+        let host = UnsafeRawBufferPointer(rebasing: raw[hostRange])
         guard let routeIndex = snapshot.table.lookup(host: host, path: UnsafeRawBufferPointer(rebasing: raw[head.path(raw)])) else {
-            return .reject(.noRoute, close: closeOnError)
+            return .reject(.noRoute, close: closeOnError, headLength: end)
         }
         let route = snapshot.routes[routeIndex]
         exchange.route = route
@@ -260,7 +268,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         let pool = route.pool(exchange.color)
         guard !pool.available.isEmpty else {
             record(.noHealthyInstance)
-            return .reject(.noHealthyInstance, close: closeOnError)
+            return .reject(.noHealthyInstance, close: closeOnError, headLength: end)
         }
         exchange.instance = pool.available[pool.rotation.next(count: pool.available.count)]
         writeUpstreamHead(raw, head)
@@ -482,6 +490,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             exchange.instance = next
             state = .idle  // dispatch() sets the next state
             dispatch()
+            process()  // forwards any body and flushes; failures arrive outside read bursts
             return
         }
         let outcome: RequestOutcome = switch reason {
@@ -559,11 +568,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
         context.write(wrapOutboundOut(buffer), promise: nil)
+        // Error answers may come from timers and connect callbacks, outside any read burst.
         clientNeedsFlush = true
-        if close {
-            flushToClient()
-            closeClient()
-        }
+        flushToClient()
+        if close { closeClient() }
     }
 
     func flushToClient() {

@@ -26,8 +26,9 @@ public final class Upstream: Sendable, CustomStringConvertible {
 }
 
 /// A pool of one route as the data plane sees it: all its instances, those that may get
-/// requests now, the rotation over them and the pool's traffic counters.
-public struct PoolRuntime: Sendable {
+/// requests now, the rotation over them and the pool's traffic counters. A class, so handing it
+/// around on the request path costs one retain.
+public final class PoolRuntime: Sendable {
     public let color: PoolColor
     public let version: String?
     public let all: [Upstream]

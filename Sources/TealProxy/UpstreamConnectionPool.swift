@@ -10,6 +10,8 @@ final class UpstreamConnectionPool {
     private let configuration: ProxyConfiguration
     private var idle: [Int: [UpstreamConnection]] = [:]
     private var sweeper: RepeatedTask?
+    /// Refreshed by each sweep (every second): idle times need no finer clock.
+    private var sweepClock = NIODeadline.now()
     /// Connections opened since start (for tests and metrics).
     private(set) var opened = 0
     /// Connections open now, idle or busy.
@@ -22,9 +24,8 @@ final class UpstreamConnectionPool {
 
     /// An idle connection to `upstream`, most recently used first, or `nil`.
     func take(_ upstream: Upstream) -> UpstreamConnection? {
-        guard var list = idle[upstream.id], !list.isEmpty else { return nil }
-        defer { idle[upstream.id] = list }
-        while let connection = list.popLast() {
+        // Mutates the stored list in place: copying it out would copy its storage on write.
+        while let connection = idle[upstream.id]?.popLast() {
             if connection.isReusable { return connection }
             connection.close()
         }
@@ -34,14 +35,12 @@ final class UpstreamConnectionPool {
     /// Keeps `connection` for reuse, or closes it when the instance already has enough idle ones.
     func release(_ connection: UpstreamConnection) {
         let id = connection.upstream.id
-        var list = idle[id] ?? []
-        guard list.count < configuration.maxIdlePerInstance, connection.isReusable else {
+        guard idle[id, default: []].count < configuration.maxIdlePerInstance, connection.isReusable else {
             connection.close()
             return
         }
-        connection.idleSince = .now()
-        list.append(connection)
-        idle[id] = list
+        connection.idleSince = sweepClock
+        idle[id, default: []].append(connection)
         startSweeperIfNeeded()
     }
 
@@ -100,7 +99,8 @@ final class UpstreamConnectionPool {
     }
 
     private func sweep() {
-        let cutoff = NIODeadline.now() - configuration.upstreamIdleTimeout
+        sweepClock = .now()
+        let cutoff = sweepClock - configuration.upstreamIdleTimeout
         for (id, list) in idle {
             let (keep, expired) = list.reduce(into: ([UpstreamConnection](), [UpstreamConnection]())) {
                 if $1.idleSince < cutoff { $0.1.append($1) } else { $0.0.append($1) }

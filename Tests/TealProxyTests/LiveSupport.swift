@@ -124,6 +124,19 @@ final class RawConnection {
         }
     }
 
+    /// Reads a response head only (the body is left unread).
+    func readHeadOnly() throws -> RawResponse {
+        try readResponse(requestWasHead: true)
+    }
+
+    /// Reads and drops up to `limit` body bytes; returns how many.
+    func discard(upTo limit: Int) throws -> Int {
+        if pending.isEmpty { guard try fill() else { throw RawError.closed } }
+        let count = min(limit, pending.count)
+        pending.removeFirst(count)
+        return count
+    }
+
     /// Whether the peer closes the connection (reading nothing more) within the timeout.
     func closesConnection() -> Bool {
         while true {
@@ -246,4 +259,33 @@ func refusedPort() throws -> Int {
         }
     }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A fake upstream that answers every read with fixed bytes (valid or not), and optionally closes.
+final class CannedUpstream: @unchecked Sendable {
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let reply: String
+        let close: Bool
+        init(reply: String, close: Bool) { self.reply = reply; self.close = close }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = context.channel.allocator.buffer(string: reply)
+            let close = self.close
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in if close { context.close(promise: nil) } }
+        }
+    }
+
+    let channel: any Channel
+    var address: InstanceAddress { InstanceAddress(host: "127.0.0.1", port: channel.localAddress!.port!) }
+
+    init(reply: String, close: Bool = true) async throws {
+        channel = try await ServerBootstrap(group: LiveFixture.group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(reply: reply, close: close)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func stop() async { try? await channel.close() }
 }

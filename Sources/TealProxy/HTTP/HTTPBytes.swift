@@ -47,6 +47,14 @@ enum HTTPBytes {
         return true
     }
 
+    /// Whether the bytes at `start` are exactly `text` (case-sensitive, like the HTTP version name).
+    @inline(__always)
+    static func equalsExactly(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ text: StaticString) -> Bool {
+        guard start + text.utf8CodeUnitCount <= bytes.count else { return false }
+        for index in 0..<text.utf8CodeUnitCount where bytes[start + index] != text.utf8Start[index] { return false }
+        return true
+    }
+
     /// `bytes[range]` with leading and trailing spaces and tabs removed.
     @inline(__always)
     static func trimmed(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int> {

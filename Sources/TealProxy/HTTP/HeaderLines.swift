@@ -61,12 +61,19 @@ struct HeaderLines {
     }
 
     /// Drops the lines named by options of the Connection header (RFC 9110 §7.6.1). Rare, so it
-    /// is a second pass that may allocate.
+    /// is a second pass that may allocate. Options naming the fields that frame the message or
+    /// route it (Content-Length, Transfer-Encoding, Host) are ignored: dropping them would let a
+    /// client make the proxy and the upstream disagree on where a message ends.
     mutating func dropConnectionOptions(_ bytes: UnsafeRawBufferPointer) {
         var options: [Range<Int>] = []
         forEach(bytes) { _, name, value in
             guard HTTPBytes.equalsIgnoringCase(bytes, name, "connection") else { return }
-            HTTPBytes.forEachListElement(bytes, value) { options.append($0) }
+            HTTPBytes.forEachListElement(bytes, value) { option in
+                if HTTPBytes.equalsIgnoringCase(bytes, option, "content-length")
+                    || HTTPBytes.equalsIgnoringCase(bytes, option, "transfer-encoding")
+                    || HTTPBytes.equalsIgnoringCase(bytes, option, "host") { return }
+                options.append(option)
+            }
         }
         forEach(bytes) { index, name, _ in
             for option in options where option.count == name.count
@@ -76,8 +83,8 @@ struct HeaderLines {
         }
     }
 
-    /// Appends the start line's remainder is the caller's job; this appends every header line not
-    /// dropped, each with its CRLF, by calling `append` with contiguous byte ranges.
+    /// Calls `append` with contiguous byte ranges that together hold every header line not
+    /// dropped, each with its CRLF, in order.
     func forEachKeptRange(_ bytes: UnsafeRawBufferPointer, _ append: (Range<Int>) -> Void) {
         var lineStart = start
         var index = 0

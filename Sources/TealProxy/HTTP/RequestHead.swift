@@ -175,6 +175,7 @@ struct RequestHead {
                 head.forwardedFor = head.forwardedFor ?? value
                 head.headers.drop(line: lineIndex)
             case 16 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-host"),
+                 16 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-port"),
                  16 where HTTPBytes.equalsIgnoringCase(bytes, name, "proxy-connection"):
                 head.headers.drop(line: lineIndex)
             case 17 where HTTPBytes.equalsIgnoringCase(bytes, name, "transfer-encoding"):
@@ -239,8 +240,7 @@ struct RequestHead {
         guard position > targetStart, position < lineEnd, bytes[position] == HTTPBytes.sp else { throw .badRequestLine }
         target = targetStart..<position
         let version = (position + 1)..<lineEnd
-        guard version.count == 8, HTTPBytes.equalsIgnoringCase(bytes, version.lowerBound..<(version.lowerBound + 5), "http/"),
-              bytes[version.lowerBound] == UInt8(ascii: "H") else { throw .badRequestLine }
+        guard version.count == 8, HTTPBytes.equalsExactly(bytes, version.lowerBound, "HTTP/") else { throw .badRequestLine }
         let major = bytes[version.lowerBound + 5], dot = bytes[version.lowerBound + 6], minor = bytes[version.lowerBound + 7]
         guard dot == UInt8(ascii: "."), major &- 48 < 10, minor &- 48 < 10 else { throw .badRequestLine }
         guard major == UInt8(ascii: "1"), minor == UInt8(ascii: "0") || minor == UInt8(ascii: "1") else {
@@ -274,6 +274,16 @@ struct RequestHead {
         let start = target.lowerBound
         return target.count > 7 && (HTTPBytes.equalsIgnoringCase(bytes, start..<(start + 7), "http://")
             || HTTPBytes.equalsIgnoringCase(bytes, start..<(start + 8), "https://"))
+    }
+
+    /// The authority of an absolute-form target (`http://host:port/path`), which RFC 9112 §3.2.2
+    /// says overrides `Host`; `nil` for origin-form targets.
+    func authority(_ bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard bytes[target.lowerBound] != UInt8(ascii: "/"), hasAbsoluteForm(bytes) else { return nil }
+        let start = target.lowerBound + (bytes[target.lowerBound + 4] == UInt8(ascii: ":") ? 7 : 8)
+        var end = start
+        while end < target.upperBound, bytes[end] != UInt8(ascii: "/"), bytes[end] != UInt8(ascii: "?") { end += 1 }
+        return start..<end
     }
 
     /// The path part of the target: for absolute-form (`http://host/path`) the part from the first

@@ -24,7 +24,7 @@ struct ResponseHead {
         var head = ResponseHead()
         head.headers.headEnd = headEnd
         let lineEnd = try RequestHead.lineEnd(bytes, from: 0, limit: headEnd)
-        guard lineEnd >= 12, HTTPBytes.equalsIgnoringCase(bytes, 0..<7, "http/1."), bytes[0] == UInt8(ascii: "H"),
+        guard lineEnd >= 12, HTTPBytes.equalsExactly(bytes, 0, "HTTP/1."),
               bytes[7] == UInt8(ascii: "0") || bytes[7] == UInt8(ascii: "1"), bytes[8] == HTTPBytes.sp,
               lineEnd == 12 || bytes[12] == HTTPBytes.sp else { throw .badRequestLine }
         head.isHTTP11 = bytes[7] == UInt8(ascii: "1")
