@@ -11,7 +11,7 @@ struct TealCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "teal",
         abstract: "Teal: a blue-green traffic router.",
-        subcommands: [Serve.self, DemoBackendCommand.self])
+        subcommands: [Serve.self, DemoCommand.self, DemoBackendCommand.self])
 }
 
 /// `HOST:PORT` as an argument.
@@ -113,5 +113,33 @@ struct DemoBackendCommand: AsyncParsableCommand {
         let address = try await backend.start()
         print("demo-backend \(name) listening on \(address)")
         try await DemoBackendService(backend: backend).runUntilSignalled()
+    }
+}
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Start 6 blue and 6 green demo instances, the router and a load generator, and shift traffic 6/0 → 6/1 → 2/4 → 0/6 live.")
+
+    @Option(help: "Fraction of green's answers (0...1) that are 500s.")
+    var greenErrorRate = 0.0
+
+    @Option(help: "Seconds each step holds.")
+    var stepSeconds = 4.0
+
+    @Option(help: "Port the demo router listens on (a free one is used if it is taken).")
+    var port = 8080
+
+    func validate() throws {
+        guard (0...1).contains(greenErrorRate) else { throw ValidationError("--green-error-rate must be between 0 and 1") }
+        guard stepSeconds > 0 else { throw ValidationError("--step-seconds must be positive") }
+    }
+
+    func run() async throws {
+        var options = TealDemo.Options()
+        options.greenErrorRate = greenErrorRate
+        options.stepSeconds = stepSeconds
+        options.listenPort = port
+        try await TealDemo(options: options).run()
     }
 }
