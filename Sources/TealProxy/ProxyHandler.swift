@@ -43,6 +43,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         var isHead = false
         var isIdempotent = false
         var clientKeepAlive = true
+        var isHTTP11 = true
         var wantsUpgrade = false
         var closeAfter = false
     }
@@ -60,6 +61,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var upstream: UpstreamConnection?
     private var requestHead: ByteBuffer
     private var responseHead: ByteBuffer
+    /// The response head is built but not written yet: a small body that follows in the same
+    /// read is appended to it, so head and body go out as one write.
+    private var responseHeadPending = false
+    static let maxMergedBody = 4096
     private var upstreamNeedsFlush = false
     private var clientNeedsFlush = false
     /// When the current wait times out (coarse, checked by the loop's sweep).
@@ -128,7 +133,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { upstream?.resumeReads() }
+        canTakeResponseBytes = context.channel.isWritable
+        if canTakeResponseBytes { upstream?.resumeReads() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -168,8 +174,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         context.read()
     }
 
-    /// Whether the client connection can take more response bytes now.
-    var canTakeResponseBytes: Bool { context?.channel.isWritable ?? false }
+    /// Whether the client connection can take more response bytes now (its writability, kept
+    /// from writability events so the hot path asks the channel nothing).
+    private(set) var canTakeResponseBytes = true
 
     /// The upstream's writability changed: request body bytes may flow again.
     func upstreamWritabilityChanged() {
@@ -250,6 +257,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         exchange.isHead = head.isHead
         exchange.isIdempotent = head.isIdempotent
         exchange.clientKeepAlive = head.isHTTP11 && !head.connectionClose && !quiescing
+        exchange.isHTTP11 = head.isHTTP11
         exchange.wantsUpgrade = head.wantsUpgrade
         exchange.body = BodyTracker(head.framing)
         exchange.hasBody = head.framing != .none
@@ -394,8 +402,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: Responses, called by the upstream connection
 
     func upstreamInterimResponse(_ head: ResponseHead, bytes: ByteBuffer) {
-        guard exchange.clientKeepAlive || exchange.isHTTP11Interim else { return }
+        guard exchange.isHTTP11 else { return }  // 1xx only go to HTTP/1.1 clients
         writeResponseHead(head, bytes: bytes, close: false)
+        writePendingResponseHead()
     }
 
     func upstreamResponseHead(_ head: ResponseHead, bytes: ByteBuffer) {
@@ -410,7 +419,14 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func upstreamResponseBody(_ bytes: ByteBuffer) {
-        context?.write(wrapOutboundOut(bytes), promise: nil)
+        if responseHeadPending && bytes.readableBytes <= Self.maxMergedBody {
+            var bytes = bytes
+            responseHead.writeBuffer(&bytes)
+            writePendingResponseHead()
+        } else {
+            writePendingResponseHead()
+            context?.write(wrapOutboundOut(bytes), promise: nil)
+        }
         clientNeedsFlush = true
         if let timeout = exchange.route?.upstream.responseTimeout { setDeadline(.response, after: TimeAmount(timeout)) }
     }
@@ -419,6 +435,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard upstream === connection else { return }
         upstream = nil
         connection.client = nil
+        writePendingResponseHead()
         if reusable && exchange.requestDone { loop.connections.release(connection) } else { connection.close() }
         record(.response(status: exchange.status))
         reportSuccess()
@@ -430,6 +447,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         exchange.status = 101
         exchange.headLatency = elapsed()
         writeResponseHead(head, bytes: bytes, close: false)
+        writePendingResponseHead()
         record(.response(status: 101))
         state = .tunnel
         setDeadline(.idle, after: .hours(24 * 365))
@@ -557,6 +575,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         if close { responseHead.writeBytes(constants.connectionClose) }
         responseHead.writeBytes(constants.crlf)
+        responseHeadPending = true
+    }
+
+    private func writePendingResponseHead() {
+        guard responseHeadPending else { return }
+        responseHeadPending = false
         context?.write(wrapOutboundOut(responseHead), promise: nil)
         clientNeedsFlush = true
     }
@@ -575,6 +599,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func flushToClient() {
+        writePendingResponseHead()
         guard clientNeedsFlush, let context else { return }
         clientNeedsFlush = false
         context.flush()
@@ -644,7 +669,3 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 }
 
-extension ProxyHandler.Exchange {
-    /// 1xx answers go only to HTTP/1.1 clients.
-    var isHTTP11Interim: Bool { clientKeepAlive }
-}

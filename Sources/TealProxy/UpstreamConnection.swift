@@ -48,11 +48,12 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
     /// Whether the connection can take a new request now.
     var isReusable: Bool {
-        if case .idle = phase, reusable, let context, context.channel.isActive { return true }
+        if case .idle = phase, reusable, context != nil { return true }
         return false
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// The channel's writability, kept from writability events.
+    private(set) var isWritable = true
 
     /// Whether a response is (partly) still to come.
     var phaseExpectsResponse: Bool {
@@ -163,6 +164,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
         client?.upstreamWritabilityChanged()
     }
 

@@ -8,7 +8,9 @@ import TealCore
 final class UpstreamConnectionPool {
     private let eventLoop: any EventLoop
     private let configuration: ProxyConfiguration
-    private var idle: [Int: [UpstreamConnection]] = [:]
+    /// Idle connections by `Upstream.id` (small, dense numbers): an array index is cheaper than
+    /// hashing on every request.
+    private var idle: [[UpstreamConnection]] = []
     private var sweeper: RepeatedTask?
     /// Refreshed by each sweep (every second): idle times need no finer clock.
     private var sweepClock = NIODeadline.now()
@@ -25,7 +27,8 @@ final class UpstreamConnectionPool {
     /// An idle connection to `upstream`, most recently used first, or `nil`.
     func take(_ upstream: Upstream) -> UpstreamConnection? {
         // Mutates the stored list in place: copying it out would copy its storage on write.
-        while let connection = idle[upstream.id]?.popLast() {
+        guard upstream.id < idle.count else { return nil }
+        while let connection = idle[upstream.id].popLast() {
             if connection.isReusable { return connection }
             connection.close()
         }
@@ -35,12 +38,13 @@ final class UpstreamConnectionPool {
     /// Keeps `connection` for reuse, or closes it when the instance already has enough idle ones.
     func release(_ connection: UpstreamConnection) {
         let id = connection.upstream.id
-        guard idle[id, default: []].count < configuration.maxIdlePerInstance, connection.isReusable else {
+        if id >= idle.count { idle.append(contentsOf: repeatElement([], count: id + 1 - idle.count)) }
+        guard idle[id].count < configuration.maxIdlePerInstance, connection.isReusable else {
             connection.close()
             return
         }
         connection.idleSince = sweepClock
-        idle[id, default: []].append(connection)
+        idle[id].append(connection)
         startSweeperIfNeeded()
     }
 
@@ -76,14 +80,14 @@ final class UpstreamConnectionPool {
     func connectionClosed(_ connection: UpstreamConnection) {
         open -= 1
         let id = connection.upstream.id
-        if let index = idle[id]?.firstIndex(where: { $0 === connection }) {
-            idle[id]!.remove(at: index)
+        if id < idle.count, let index = idle[id].firstIndex(where: { $0 === connection }) {
+            idle[id].remove(at: index)
         }
     }
 
     /// Closes every idle connection (shutdown).
     func closeIdle() {
-        let all = idle.values.flatMap { $0 }
+        let all = idle.flatMap { $0 }
         idle.removeAll()
         for connection in all { connection.close() }
         sweeper?.cancel()
@@ -101,7 +105,7 @@ final class UpstreamConnectionPool {
     private func sweep() {
         sweepClock = .now()
         let cutoff = sweepClock - configuration.upstreamIdleTimeout
-        for (id, list) in idle {
+        for (id, list) in idle.enumerated() where !list.isEmpty {
             let (keep, expired) = list.reduce(into: ([UpstreamConnection](), [UpstreamConnection]())) {
                 if $1.idleSince < cutoff { $0.1.append($1) } else { $0.0.append($1) }
             }
