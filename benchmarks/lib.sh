@@ -368,9 +368,11 @@ teal_binary() {
     return 0
   fi
   command -v swift >/dev/null 2>&1 || { log "swift not found; set TEAL_BIN"; return 1; }
-  log "building teal (swift build -c release --product teal) in $PKG_ROOT"
-  (cd "$PKG_ROOT" && swift build -c release --product teal) >&2 || { log "swift build failed"; return 1; }
-  TEAL_BIN="$(cd "$PKG_ROOT" && swift build -c release --show-bin-path)/teal"
+  # The production build of README.md: run-time exclusivity checks off in every module, NIO's too.
+  local flags=(-c release --scratch-path .build-production -Xswiftc -enforce-exclusivity=unchecked)
+  log "building teal (swift build ${flags[*]} --product teal) in $PKG_ROOT"
+  (cd "$PKG_ROOT" && swift build "${flags[@]}" --product teal) >&2 || { log "swift build failed"; return 1; }
+  TEAL_BIN="$(cd "$PKG_ROOT" && swift build "${flags[@]}" --show-bin-path)/teal"
   [[ -x $TEAL_BIN ]] || { log "no binary at $TEAL_BIN after build"; return 1; }
 }
 

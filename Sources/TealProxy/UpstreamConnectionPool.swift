@@ -48,27 +48,21 @@ final class UpstreamConnectionPool {
         startSweeperIfNeeded()
     }
 
-    /// Opens a connection to `upstream` on this loop.
+    /// Opens a connection to `upstream` on this loop. IP literals were resolved once; host names
+    /// go through NIO's resolver, which runs getaddrinfo off the event loop.
     func connect(to upstream: Upstream, timeout: Duration) -> EventLoopFuture<UpstreamConnection> {
-        let loop = eventLoop
-        let address: EventLoopFuture<SocketAddress>
-        if let resolved = upstream.socketAddress {
-            address = loop.makeSucceededFuture(resolved)
-        } else {
-            address = loop.submit { try SocketAddress.makeAddressResolvingHost(upstream.address.host, port: upstream.address.port) }
-        }
-        let pool = NIOLoopBound(self, eventLoop: loop)
-        return address.flatMap { address in
-            ClientBootstrap(group: loop)
-                .connectTimeout(TimeAmount(timeout))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(UpstreamConnection(upstream: upstream, pool: pool.value))
-                    }
+        let pool = NIOLoopBound(self, eventLoop: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(timeout))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(upstream: upstream, pool: pool.value))
                 }
-                .connect(to: address)
-        }.flatMapThrowing { channel in
+            }
+        let connected = upstream.socketAddress.map { bootstrap.connect(to: $0) }
+            ?? bootstrap.connect(host: upstream.address.host, port: upstream.address.port)
+        return connected.flatMapThrowing { channel in
             let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
             pool.value.opened += 1
             pool.value.open += 1

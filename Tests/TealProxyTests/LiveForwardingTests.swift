@@ -86,6 +86,17 @@ extension LiveTests {
             await fixture.stop()
         }
 
+        @Test("an instance named by host name is resolved off the event loop and reached")
+        func hostNameInstance() async throws {
+            let fixture = try await LiveFixture.start(edit: { route in
+                route.blue.instances = route.blue.instances.map { InstanceAddress(host: "localhost", port: $0.port) }
+            })
+            let response = try fixture.get()
+            #expect(response.status == 200)
+            #expect(response.text == "blue-1\n")
+            await fixture.stop()
+        }
+
         @Test("pipelined requests are answered in order")
         func pipelining() async throws {
             let fixture = try await LiveFixture.start(blue: ["blue-1", "blue-2"])
