@@ -1,0 +1,253 @@
+import Testing
+@testable import TealCore
+
+/// Drives a `RolloutMachine` with a fake clock: every event carries an instant the test chooses.
+struct ReleaseScript {
+    var machine: RolloutMachine
+    let epoch = ContinuousClock.now
+    var now: ContinuousClock.Instant
+
+    static let defaultSteps: [PlanStep] = [PlanStep(split: "6/0"), PlanStep(split: "2/4"), PlanStep(split: "0/6")]
+
+    init(steps: [PlanStep] = ReleaseScript.defaultSteps, hold: Duration = .seconds(30),
+         smoke: [SmokeRequest] = [SmokeRequest(path: "/healthz")], rollback: RollbackPolicy = RollbackPolicy(),
+         onNoTraffic: NoTrafficPolicy = .ignore) {
+        var policy = RolloutPolicy(steps: steps)
+        policy.hold = hold
+        policy.smoke = smoke
+        policy.rollback = rollback
+        let green = PoolSpec(version: "2.0", instances: [InstanceAddress(host: "127.0.0.1", port: 9201)])
+        machine = RolloutMachine(spec: ReleaseSpec(route: "shop", green: green, policy: policy, onNoTraffic: onNoTraffic))
+        now = epoch
+    }
+
+    mutating func send(_ event: RolloutMachine.Event, after delay: Duration = .zero) throws(RolloutMachine.Refusal) -> [RolloutMachine.Action] {
+        now = now + delay
+        return try machine.handle(event, at: now)
+    }
+
+    /// Sends `hookFinished` for the pending step hook (no hook configured: it passes at once).
+    mutating func finishHook() throws -> [RolloutMachine.Action] {
+        try send(.hookFinished(step: #require(machine.hookPending), failure: nil))
+    }
+
+    /// Starts the release, passes the smoke gate if one comes, finishes the first hook.
+    mutating func startAndReachFirstStep() throws {
+        _ = try send(.start)
+        if case .smokeTesting = machine.state {
+            _ = try send(.smokeResults([SmokeOutcome(instance: InstanceAddress(host: "127.0.0.1", port: 9201), request: "GET /healthz", failure: nil)]))
+        }
+        _ = try finishHook()
+    }
+}
+
+extension Split: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = Split(parsing: value)! }
+}
+
+/// Statistics of `requests` requests with `errors` 5xx, all fast.
+func traffic(_ requests: UInt64, errors: UInt64 = 0, latency: UInt64 = 1_000_000) -> PoolStatistics {
+    var stats = PoolStatistics()
+    for index in 0..<requests {
+        stats.record(index < errors ? .response(status: 500) : .response(status: 200), latencyNanoseconds: latency)
+    }
+    return stats
+}
+
+@Suite("Rollout state machine")
+struct RolloutMachineTests {
+    @Test("a clean release walks every step after its hold and is promoted after the drain")
+    func happyPath() throws {
+        var script = ReleaseScript()
+        var actions = try script.send(.start)
+        #expect(script.machine.state == .shifting(step: 0, since: script.now))  // 6/0 needs no smoke yet
+        #expect(actions.contains(.runHook(event: "step", step: 0, split: "6/0")))
+        actions = try script.finishHook()
+        #expect(actions.contains(.setSplit("6/0")))
+        actions = try script.send(.tick, after: .seconds(29))
+        #expect(script.machine.currentStep == 0)
+        actions = try script.send(.tick, after: .seconds(1))
+        // Step 2 gives green traffic: smoke gate first, green still without a share.
+        guard case .smokeTesting = script.machine.state else { Issue.record("expected smoke testing, got \(script.machine.state)"); return }
+        #expect(!actions.contains { if case .setSplit = $0 { true } else { false } })
+        #expect(actions.contains(.runSmoke([SmokeRequest(path: "/healthz")], instances: [InstanceAddress(host: "127.0.0.1", port: 9201)])))
+        actions = try script.send(.smokeResults([SmokeOutcome(instance: InstanceAddress(host: "127.0.0.1", port: 9201), request: "GET /healthz", failure: nil)]))
+        #expect(script.machine.currentStep == 1)
+        actions = try script.finishHook()
+        #expect(actions.contains(.setSplit("2/4")))
+        _ = try script.send(.statistics(green: traffic(400), blue: traffic(200)), after: .seconds(10))
+        actions = try script.send(.tick, after: .seconds(20))
+        #expect(script.machine.currentStep == 2)
+        actions = try script.finishHook()
+        #expect(actions.contains(.setSplit("0/6")))
+        actions = try script.send(.tick, after: .seconds(30))
+        guard case .draining(_, let deadline) = script.machine.state else { Issue.record("expected draining"); return }
+        #expect(actions.contains(.promoteGreen))
+        #expect(actions.contains(.drainOldBlue(deadline: deadline)))
+        actions = try script.send(.drained, after: .seconds(2))
+        #expect(script.machine.state == .promoted(at: script.now))
+        #expect(actions.contains(.runHook(event: "promoted", step: 2, split: "0/6")))
+    }
+
+    @Test("a hold does not end early, and ticks before it keep the step (no flapping)")
+    func holdsAreRespected() throws {
+        var script = ReleaseScript(smoke: [])
+        try script.startAndReachFirstStep()
+        for _ in 0..<299 {
+            _ = try script.send(.tick, after: .milliseconds(100))
+            #expect(script.machine.currentStep == 0)
+        }
+        _ = try script.send(.tick, after: .milliseconds(100))
+        #expect(script.machine.currentStep == 1)
+    }
+
+    @Test("a failing smoke request rolls back before green gets any traffic, naming the instance")
+    func smokeFailure() throws {
+        var script = ReleaseScript(steps: [PlanStep(split: "6/1"), PlanStep(split: "0/6")])
+        _ = try script.send(.start)
+        guard case .smokeTesting = script.machine.state else { Issue.record("expected smoke testing"); return }
+        let instance = InstanceAddress(host: "127.0.0.1", port: 9201)
+        let actions = try script.send(.smokeResults([SmokeOutcome(instance: instance, request: "GET /healthz", failure: "status 503")]))
+        #expect(script.machine.state == .rolledBack(.smokeFailed(instance: instance, request: "GET /healthz", detail: "status 503"), at: script.now))
+        #expect(actions.first == .setSplit(.allBlue))
+        #expect(!actions.contains(.setSplit("6/1")))
+        #expect("\(RollbackReason.smokeFailed(instance: instance, request: "GET /healthz", detail: "status 503"))".contains("127.0.0.1:9201"))
+    }
+
+    @Test("each verdict rolls back with its numbers", arguments: [
+        (traffic(100, errors: 10), traffic(100), "error rate"),
+        (traffic(100, latency: 2_000_000_000), traffic(100), "p99"),
+    ])
+    func verdicts(green: PoolStatistics, blue: PoolStatistics, expected: String) throws {
+        var policy = RollbackPolicy()
+        policy.maxErrorRate = 0.05
+        policy.maxP99 = .milliseconds(800)
+        var script = ReleaseScript(steps: [PlanStep(split: "2/4"), PlanStep(split: "0/6")], smoke: [], rollback: policy)
+        try script.startAndReachFirstStep()
+        let actions = try script.send(.statistics(green: green, blue: blue), after: .milliseconds(100))
+        guard case .rolledBack(let reason, _) = script.machine.state else { Issue.record("expected a rollback"); return }
+        #expect("\(reason)".contains(expected))
+        #expect(actions.first == .setSplit(.allBlue))
+    }
+
+    @Test("green clearly worse than blue rolls back even under the absolute limit")
+    func worseThanBlue() throws {
+        var policy = RollbackPolicy()
+        policy.maxErrorRate = 0.10
+        policy.minRequests = 50
+        var script = ReleaseScript(steps: [PlanStep(split: "2/4")], smoke: [], rollback: policy)
+        try script.startAndReachFirstStep()
+        _ = try script.send(.statistics(green: traffic(2000, errors: 120), blue: traffic(1000, errors: 5)), after: .milliseconds(100))
+        guard case .rolledBack(.worseThanBlue(let green, let blue, let z, _, _), _) = script.machine.state else {
+            Issue.record("expected worseThanBlue, got \(script.machine.state)"); return
+        }
+        #expect(green == 0.06 && blue == 0.005)
+        #expect(z > ReleaseVerdict.zThreshold)
+    }
+
+    @Test("small samples never roll back: below minRequests there is no verdict")
+    func smallSampleGuard() throws {
+        var script = ReleaseScript(steps: [PlanStep(split: "2/4")], smoke: [])
+        try script.startAndReachFirstStep()
+        _ = try script.send(.statistics(green: traffic(49, errors: 49), blue: traffic(20)), after: .milliseconds(100))
+        #expect(script.machine.currentStep == 0)
+        // Equal versions with a little noise: 3/1000 vs 1/1000 is not "clearly worse".
+        #expect(ReleaseVerdict.evaluate(green: traffic(1000, errors: 3), blue: traffic(1000, errors: 1), policy: RollbackPolicy()) == nil)
+    }
+
+    @Test("no traffic to green rolls back when the policy says so")
+    func noTraffic() throws {
+        var script = ReleaseScript(steps: [PlanStep(split: "2/4")], smoke: [], onNoTraffic: .rollback(after: .seconds(5)))
+        try script.startAndReachFirstStep()
+        _ = try script.send(.statistics(green: PoolStatistics(), blue: traffic(100)), after: .seconds(4))
+        #expect(script.machine.currentStep == 0)
+        _ = try script.send(.statistics(green: PoolStatistics(), blue: traffic(100)), after: .seconds(1))
+        #expect(script.machine.state == .rolledBack(.noTraffic(for: .seconds(5)), at: script.now))
+    }
+
+    @Test("pause stops the hold clock; resume continues it")
+    func pauseResume() throws {
+        var script = ReleaseScript(smoke: [])
+        try script.startAndReachFirstStep()
+        _ = try script.send(.pause(by: "cli"), after: .seconds(20))
+        #expect(script.machine.state == .paused(step: 0, held: .seconds(20), gate: false))
+        #expect(try script.send(.pause(by: "cli")).isEmpty)  // repeating is harmless
+        _ = try script.send(.resume(by: "cli"), after: .seconds(600))
+        _ = try script.send(.tick, after: .seconds(9))
+        #expect(script.machine.currentStep == 0)
+        _ = try script.send(.tick, after: .seconds(1))
+        #expect(script.machine.currentStep == 1)
+    }
+
+    @Test("a manual gate waits for resume")
+    func manualGate() throws {
+        var script = ReleaseScript(steps: [PlanStep(split: "6/1", manualGate: true), PlanStep(split: "0/6")], smoke: [])
+        try script.startAndReachFirstStep()
+        _ = try script.send(.tick, after: .seconds(3600))
+        #expect(script.machine.state == .paused(step: 0, held: .seconds(3600), gate: true))
+        _ = try script.send(.resume(by: "api"))
+        #expect(script.machine.currentStep == 1)
+    }
+
+    @Test("promote skips the remaining steps; abort puts traffic on blue; alerts roll back")
+    func operatorEvents() throws {
+        var promoted = ReleaseScript(smoke: [])
+        try promoted.startAndReachFirstStep()
+        let actions = try promoted.send(.promote(by: "cli"))
+        #expect(actions.contains(.promoteGreen))
+
+        var aborted = ReleaseScript(smoke: [])
+        try aborted.startAndReachFirstStep()
+        #expect(try aborted.send(.abort(reason: "bad build", by: "cli")).first == .setSplit(.allBlue))
+        #expect(try aborted.send(.abort(reason: "again", by: "cli")).isEmpty)
+
+        var alerted = ReleaseScript(smoke: [])
+        try alerted.startAndReachFirstStep()
+        _ = try alerted.send(.alert(name: "HighLatency"))
+        #expect(alerted.machine.state == .rolledBack(.alert(name: "HighLatency"), at: alerted.now))
+    }
+
+    @Test("operator events the state refuses name the state and change nothing")
+    func refusals() throws {
+        var script = ReleaseScript(smoke: [])
+        #expect(throws: RolloutMachine.Refusal(event: "promote", state: "idle")) { try script.send(.promote(by: "cli")) }
+        #expect(throws: RolloutMachine.Refusal(event: "pause", state: "idle")) { try script.send(.pause(by: "cli")) }
+        #expect(throws: RolloutMachine.Refusal(event: "resume", state: "idle")) { try script.send(.resume(by: "cli")) }
+        #expect(throws: RolloutMachine.Refusal(event: "abort", state: "idle")) { try script.send(.abort(reason: "x", by: "cli")) }
+        try script.startAndReachFirstStep()
+        #expect(throws: RolloutMachine.Refusal(event: "start", state: "shifting")) { try script.send(.start) }
+        _ = try script.send(.promote(by: "cli"))
+        _ = try script.send(.drained)
+        let final = script.machine.state
+        #expect(throws: RolloutMachine.Refusal(event: "promote", state: "promoted")) { try script.send(.promote(by: "cli")) }
+        #expect(throws: RolloutMachine.Refusal(event: "abort", state: "promoted")) { try script.send(.abort(reason: "x", by: "cli")) }
+        #expect(script.machine.state == final)
+    }
+
+    @Test("a failing step hook rolls back before the step's split is set")
+    func hookFailure() throws {
+        var script = ReleaseScript(smoke: [])
+        _ = try script.send(.start)
+        let actions = try script.send(.hookFinished(step: 0, failure: "kubectl exited 1"))
+        #expect(script.machine.state == .rolledBack(.hookFailed(event: "step", detail: "kubectl exited 1"), at: script.now))
+        #expect(!actions.contains(.setSplit("6/0")))
+    }
+}
+
+@Suite("Statistics window")
+struct StatisticsWindowTests {
+    @Test("the window holds the last span of traffic and forgets older buckets")
+    func sliding() {
+        let epoch = ContinuousClock.now
+        var window = StatisticsWindow(bucket: .milliseconds(100), count: 10)
+        var cumulative = PoolStatistics()
+        window.record(cumulative: cumulative, at: epoch, epoch: epoch)
+        for tick in 1...30 {
+            cumulative = cumulative.adding(traffic(10, errors: tick > 25 ? 10 : 0))
+            window.record(cumulative: cumulative, at: epoch + .milliseconds(100 * tick), epoch: epoch)
+        }
+        let total = window.total(at: epoch + .milliseconds(3000))
+        #expect(total.requests == 100)  // the last 10 buckets of 10 requests
+        #expect(total.errors == 50)
+    }
+}
