@@ -195,15 +195,50 @@ public struct PlanStep: Hashable, Sendable, CustomStringConvertible {
     public var description: String { manualGate ? "\(split) (gate)" : split.description }
 }
 
-/// A route's release policy: plan, holds, smoke requests and rollback thresholds.
+/// A route's release policy: plan, holds, smoke requests, rollback thresholds and hooks.
 public struct RolloutPolicy: Hashable, Sendable {
     public var steps: [PlanStep]
     /// Default hold time of each step.
     public var hold: Duration = .seconds(30)
     public var smoke: [SmokeRequest] = []
     public var rollback = RollbackPolicy()
+    /// What happens when green gets no requests while it has a share.
+    public var onNoTraffic = NoTrafficPolicy.wait
+    /// Commands run at release events.
+    public var hooks = ReleaseHooks()
+    /// Start a release of the route's green pool as soon as the router starts (until the admin
+    /// API can start one).
+    public var autoStart = false
 
     public init(steps: [PlanStep]) { self.steps = steps }
+}
+
+/// Shell commands run at release events, with `TEAL_ROUTE`, `TEAL_EVENT`, `TEAL_STEP`,
+/// `TEAL_SPLIT`, `TEAL_BLUE_WEIGHT`, `TEAL_GREEN_WEIGHT`, `TEAL_GREEN_VERSION` in the environment.
+public struct ReleaseHooks: Hashable, Sendable {
+    /// Before each step's split is set; a failure (non-zero exit or timeout) rolls back.
+    public var step: String?
+    /// After promotion.
+    public var promoted: String?
+    /// After a rollback or an abort.
+    public var rolledBack: String?
+    /// Longest a hook may run.
+    public var timeout: Duration = .seconds(60)
+
+    public init() {}
+}
+
+/// Lets testers reach green through the router whatever the split: a request with the header
+/// (or cookie) set to the value goes to green. Off unless the route has a `preview` block.
+public struct PreviewAccess: Hashable, Sendable {
+    /// Header that selects green.
+    public var header = "X-Teal-Pool"
+    /// Value the header (or cookie) must have; set a secret here to keep previews private.
+    public var value = "green"
+    /// Cookie that selects green too, when set.
+    public var cookie: String?
+
+    public init() {}
 }
 
 /// A route: which requests it takes, its blue and green pools, the split between them now,
@@ -218,6 +253,8 @@ public struct Route: Hashable, Sendable {
     public var rollout: RolloutPolicy?
     public var health = HealthCheckSpec()
     public var upstream = UpstreamSpec()
+    /// Preview access to green; `nil` (the default) turns it off.
+    public var preview: PreviewAccess?
 
     public init(name: String, match: RouteMatch = .any, blue: PoolSpec, green: PoolSpec? = nil,
                 split: Split = .allBlue, rollout: RolloutPolicy? = nil) {

@@ -16,8 +16,9 @@ struct ReleaseScript {
         policy.hold = hold
         policy.smoke = smoke
         policy.rollback = rollback
+        policy.onNoTraffic = onNoTraffic
         let green = PoolSpec(version: "2.0", instances: [InstanceAddress(host: "127.0.0.1", port: 9201)])
-        machine = RolloutMachine(spec: ReleaseSpec(route: "shop", green: green, policy: policy, onNoTraffic: onNoTraffic))
+        machine = RolloutMachine(spec: ReleaseSpec(route: "shop", green: green, policy: policy))
         now = epoch
     }
 

@@ -13,13 +13,11 @@ public struct ReleaseSpec: Sendable, Hashable {
     public var route: String
     public var green: PoolSpec
     public var policy: RolloutPolicy
-    public var onNoTraffic: NoTrafficPolicy
 
-    public init(route: String, green: PoolSpec, policy: RolloutPolicy, onNoTraffic: NoTrafficPolicy = .wait) {
+    public init(route: String, green: PoolSpec, policy: RolloutPolicy) {
         self.route = route
         self.green = green
         self.policy = policy
-        self.onNoTraffic = onNoTraffic
     }
 }
 
@@ -181,7 +179,7 @@ public struct RolloutMachine: Sendable {
                 return rollBack(reason, at: now)
             }
             if green.requests > 0 || steps[step].split.green == 0 { lastGreenTraffic = now }
-            if case .rollback(let after) = spec.onNoTraffic, steps[step].split.green > 0,
+            if case .rollback(let after) = spec.policy.onNoTraffic, steps[step].split.green > 0,
                now - (lastGreenTraffic ?? since) >= after {
                 return rollBack(.noTraffic(for: now - (lastGreenTraffic ?? since)), at: now)
             }
@@ -196,7 +194,7 @@ public struct RolloutMachine: Sendable {
                 return [.record("step \(step + 1) (\(steps[step].split)) is a gate: waiting for resume or promote"), .persist]
             }
             var held = now - since
-            if spec.onNoTraffic == .wait, steps[step].split.green > 0, lastGreenTraffic == nil { held = .zero }
+            if spec.policy.onNoTraffic == .wait, steps[step].split.green > 0, lastGreenTraffic == nil { held = .zero }
             if held >= hold(of: step) {
                 return step + 1 < steps.count ? enter(step: step + 1, at: now) : promote(at: now, by: "plan")
             }
