@@ -1,6 +1,7 @@
 import TealCore
 
-/// Readers for the value types of route files: durations, rates, splits, addresses and paths.
+/// Readers for the value types of route files: durations, rates, splits, addresses, paths and
+/// restricted text (commands, header and cookie names).
 extension ConfigNode {
     /// A positive duration with a unit (`250ms`, `30s`, `5m`, `1h`, `1.5s`).
     func duration() throws(ConfigError) -> Duration {
@@ -46,5 +47,23 @@ extension ConfigNode {
             throw error("\"\(text)\" is not a request path; expected one that starts with / and has no spaces, e.g. /healthz")
         }
         return text
+    }
+
+    /// Text with at least one non-space character, all of them `allowed`; `what` names it
+    /// (`a header name`) and `rule` says which characters are allowed.
+    func text(_ what: String, example: String, rule: String = "",
+              allowed: (Character) -> Bool = { _ in true }) throws(ConfigError) -> String {
+        let expected = "\(what) like \(example)"
+        let value = try string(expected)
+        guard value.contains(where: { !$0.isWhitespace }) else { throw mismatch(expected: expected) }
+        guard value.allSatisfy(allowed) else { throw error("\"\(value)\" is not \(what); expected \(rule), e.g. \(example)") }
+        return value
+    }
+
+    /// An HTTP token, as header and cookie names are: ASCII letters, digits and ``!#$%&'*+-.^_`|~``.
+    func token(_ what: String, example: String) throws(ConfigError) -> String {
+        try text(what, example: example, rule: "letters, digits and !#$%&'*+-.^_`|~ only") {
+            $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0))
+        }
     }
 }

@@ -85,9 +85,10 @@ struct ConfigNode {
         return value
     }
 
-    /// `true` or `false` (YAML's `yes`/`no`/`on`/`off` too).
-    func bool() throws(ConfigError) -> Bool {
-        guard scalarText != nil, let value = node.bool else { throw mismatch(expected: "true or false") }
+    /// `true` or `false` (YAML's `yes`/`no`/`on`/`off` too); `what` is the expectation the error
+    /// states, for keys that take other forms as well.
+    func bool(_ what: String = "true or false") throws(ConfigError) -> Bool {
+        guard scalarText != nil, let value = node.bool else { throw mismatch(expected: what) }
         return value
     }
 }

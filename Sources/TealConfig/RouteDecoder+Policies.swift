@@ -1,9 +1,10 @@
 import TealCore
 
-/// The policy sections of a route file: `rollout`, `health` and `upstream`.
+/// The policy sections of a route file: `rollout`, `preview`, `health` and `upstream`.
 extension RouteDecoder {
-    static func rollout(_ node: ConfigNode) throws(ConfigError) -> RolloutPolicy {
-        let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback"])
+    /// The release policy; `green` is the route's green pool, which `autoStart` needs.
+    static func rollout(_ node: ConfigNode, green: PoolSpec?) throws(ConfigError) -> RolloutPolicy {
+        let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback", "onNoTraffic", "hooks", "autoStart"])
         let stepsNode = try keys.required("steps", expecting: "a list of splits, e.g. [6/0, 2/4, 0/6]")
         var steps: [PlanStep] = []
         for item in try stepsNode.list(of: "splits like 2/4") {
@@ -16,7 +17,61 @@ extension RouteDecoder {
             policy.smoke.append(try smokeRequest(item))
         }
         if let rollbackNode = keys.optional("rollback") { policy.rollback = try rollback(rollbackNode) }
+        policy.onNoTraffic = try keys.optional("onNoTraffic").map(noTraffic) ?? policy.onNoTraffic
+        policy.hooks = try keys.optional("hooks").map(hooks) ?? policy.hooks
+        if let autoStartNode = keys.optional("autoStart") {
+            policy.autoStart = try autoStartNode.bool()
+            if policy.autoStart {
+                try requireGreen(green, at: autoStartNode, "true starts a release when the router starts",
+                                 orElse: "set autoStart: false")
+            }
+        }
         return policy
+    }
+
+    /// `wait`, `ignore`, or `{rollback: 5m}`.
+    private static func noTraffic(_ node: ConfigNode) throws(ConfigError) -> NoTrafficPolicy {
+        let forms = "wait, ignore or {rollback: <duration>}, e.g. {rollback: 5m}"
+        guard case .mapping = node.node else {
+            switch try node.string(forms) {
+            case "wait": return .wait
+            case "ignore": return .ignore
+            case let text: throw node.error("\"\(text)\" is not a no-traffic policy; expected \(forms)")
+            }
+        }
+        let keys = try node.mapping(keys: ["rollback"])
+        return .rollback(after: try keys.required("rollback", expecting: "a duration, e.g. rollback: 5m").duration())
+    }
+
+    private static func hooks(_ node: ConfigNode) throws(ConfigError) -> ReleaseHooks {
+        let keys = try node.mapping(keys: ["step", "promoted", "rolledBack", "timeout"])
+        var hooks = ReleaseHooks()
+        func command(_ key: String) throws(ConfigError) -> String? {
+            try keys.optional(key)?.text("a shell command", example: "./notify.sh")
+        }
+        hooks.step = try command("step")
+        hooks.promoted = try command("promoted")
+        hooks.rolledBack = try command("rolledBack")
+        hooks.timeout = try keys.optional("timeout")?.duration() ?? hooks.timeout
+        return hooks
+    }
+
+    /// `true` or `{}` for the defaults, `false` (or `enabled: false`) for off, or a mapping.
+    static func preview(_ node: ConfigNode) throws(ConfigError) -> PreviewAccess? {
+        let names = ["header", "value", "cookie", "enabled"]
+        guard case .mapping = node.node else {
+            return try node.bool("true, false or a mapping with keys \(names.joined(separator: ", "))") ? PreviewAccess() : nil
+        }
+        let keys = try node.mapping(keys: names)
+        var preview = PreviewAccess()
+        preview.header = try keys.optional("header")?.token("a header name", example: "X-Teal-Pool") ?? preview.header
+        preview.value = try keys.optional("value")?.text("a preview value", example: "green",
+                                                         rule: "visible ASCII characters only, no spaces") {
+            $0.isASCII && ("!"..."~").contains($0)
+        } ?? preview.value
+        preview.cookie = try keys.optional("cookie")?.token("a cookie name", example: "teal-pool")
+        let enabled = try keys.optional("enabled")?.bool() ?? true
+        return enabled ? preview : nil
     }
 
     /// `2/4`, or `{split: 2/4, hold: 10s}`, or `{split: 2/4, gate: true}`.

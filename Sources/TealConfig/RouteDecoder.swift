@@ -4,7 +4,7 @@ import TealCore
 /// The keys and their defaults are listed on `RouteFileLoader`.
 enum RouteDecoder {
     static func route(from root: ConfigNode) throws(ConfigError) -> Route {
-        let keys = try root.mapping(keys: ["route", "match", "blue", "green", "split", "rollout", "health", "upstream"])
+        let keys = try root.mapping(keys: ["route", "match", "blue", "green", "split", "rollout", "preview", "health", "upstream"])
         let name = try routeName(keys.required("route", expecting: "the route's name, e.g. route: shop"))
         let blue = try pool(keys.required("blue", expecting: "the running pool, e.g. blue: {instances: [127.0.0.1:9101]}"),
                             isBlue: true, taken: [])
@@ -16,14 +16,29 @@ enum RouteDecoder {
         if let node = keys.optional("match") { route.match = try match(node) }
         if let node = keys.optional("split") {
             route.split = try node.split()
-            if route.split.green > 0, green?.instances.isEmpty ?? true {
-                throw node.error("\(route.split) gives green traffic, but there are no green instances; add green.instances or use 1/0")
+            if route.split.green > 0 {
+                try requireGreen(green, at: node, "\(route.split) gives green traffic", orElse: "use 1/0")
             }
         }
-        if let node = keys.optional("rollout") { route.rollout = try rollout(node) }
+        if let node = keys.optional("rollout") { route.rollout = try rollout(node, green: green) }
+        if let node = keys.optional("preview") {
+            route.preview = try preview(node)
+            if route.preview != nil {
+                try requireGreen(green, anyPool: true, at: node, "sends preview requests to green", orElse: "remove preview")
+            }
+        }
         if let node = keys.optional("health") { route.health = try health(node) }
         if let node = keys.optional("upstream") { route.upstream = try upstream(node) }
         return route
+    }
+
+    /// Throws at `node`, whose key does `what`, unless the route has green instances (with
+    /// `anyPool`, a green pool, even an empty one); `fix` is the other way out.
+    static func requireGreen(_ green: PoolSpec?, anyPool: Bool = false, at node: ConfigNode, _ what: String,
+                             orElse fix: String) throws(ConfigError) {
+        if anyPool ? green != nil : !(green?.instances.isEmpty ?? true) { return }
+        let missing = anyPool ? "there is no green pool; add green" : "there are no green instances; add green.instances"
+        throw node.error("\(what), but \(missing) or \(fix)")
     }
 
     /// 1 to 63 ASCII letters, digits, `.`, `_` or `-`, starting with a letter or digit.

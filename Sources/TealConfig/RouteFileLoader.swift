@@ -23,6 +23,15 @@ import Yams
 /// | `rollout.rollback.maxErrorRate` | `5%`, `0.5%` or a fraction 0...1 | `5%` |
 /// | `rollout.rollback.minRequests` | integer >= 1 | `50` |
 /// | `rollout.rollback.maxP99` | duration | none |
+/// | `rollout.onNoTraffic` | `wait` (a step waits for green's first request), `ignore`, or `{rollback: <duration>}` | `wait` |
+/// | `rollout.hooks.step`, `rollout.hooks.promoted`, `rollout.hooks.rolledBack` | shell command, not empty | none |
+/// | `rollout.hooks.timeout` | duration | `60s` |
+/// | `rollout.autoStart` | boolean; `true` needs green instances | `false` |
+/// | `preview` | `true` (defaults), `false`, or a mapping of the keys below; needs a green pool | off |
+/// | `preview.header` | header name: letters, digits and ``!#$%&'*+-.^_`\|~`` | `X-Teal-Pool` |
+/// | `preview.value` | visible ASCII characters, no spaces | `green` |
+/// | `preview.cookie` | cookie name, same characters as `preview.header` | none |
+/// | `preview.enabled` | boolean; `false` turns preview off | `true` |
 /// | `health.path` | request path | `/healthz` |
 /// | `health.interval`, `health.timeout` | durations, timeout <= interval | `2s`, `1s` |
 /// | `health.rise`, `health.fall`, `health.ejectAfter` | integers >= 1 | `2`, `3`, `5` |

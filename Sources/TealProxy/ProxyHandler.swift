@@ -272,7 +272,11 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         let route = snapshot.routes[routeIndex]
         exchange.route = route
-        exchange.color = route.picker.next()
+        if let preview = route.preview, !route.green.available.isEmpty, preview.matches(raw, head.headers) {
+            exchange.color = .green
+        } else {
+            exchange.color = route.picker.next()
+        }
         let pool = route.pool(exchange.color)
         guard !pool.available.isEmpty else {
             record(.noHealthyInstance)

@@ -111,6 +111,25 @@ public final class ProxyServer: Sendable {
         return (opened, open)
     }
 
+    /// Upstream connections to these instances that are busy (a request in flight) or being
+    /// opened, over all loops. A drained pool has none.
+    public func busyUpstreamConnections(to upstreams: [Upstream]) async -> Int {
+        let ids = Set(upstreams.map(\.id))
+        var busy = 0
+        for context in contexts {
+            busy += (try? await context.eventLoop.submit { context.connections.busyConnections(to: ids) }.get()) ?? 0
+        }
+        return busy
+    }
+
+    /// Closes the idle upstream connections to these instances on every loop.
+    public func closeIdleUpstreamConnections(to upstreams: [Upstream]) async {
+        let ids = Set(upstreams.map(\.id))
+        for context in contexts {
+            try? await context.eventLoop.submit { context.connections.closeIdle(to: ids) }.get()
+        }
+    }
+
     /// Client connections open now.
     public var clientConnectionCount: Int { connectionCount.load(ordering: .relaxed) }
 

@@ -54,13 +54,17 @@ public final class RouteRuntime: Sendable {
     public let picker: PoolPicker
     public let blue: PoolRuntime
     public let green: PoolRuntime
+    /// Requests it matches go to green whatever the split; `nil` when preview access is off.
+    public let preview: PreviewMatcher?
 
-    public init(name: String, upstream: UpstreamSpec, picker: PoolPicker, blue: PoolRuntime, green: PoolRuntime) {
+    public init(name: String, upstream: UpstreamSpec, picker: PoolPicker, blue: PoolRuntime, green: PoolRuntime,
+                preview: PreviewMatcher? = nil) {
         self.name = name
         self.upstream = upstream
         self.picker = picker
         self.blue = blue
         self.green = green
+        self.preview = preview
     }
 
     @inline(__always)

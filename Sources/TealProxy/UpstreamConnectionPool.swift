@@ -18,6 +18,8 @@ final class UpstreamConnectionPool {
     private(set) var opened = 0
     /// Connections open now, idle or busy.
     private(set) var open = 0
+    /// Connections open or being opened, by `Upstream.id`: what drains wait for.
+    private var openByUpstream: [Int] = []
 
     init(eventLoop: any EventLoop, configuration: ProxyConfiguration) {
         self.eventLoop = eventLoop
@@ -62,11 +64,15 @@ final class UpstreamConnectionPool {
             }
         let connected = upstream.socketAddress.map { bootstrap.connect(to: $0) }
             ?? bootstrap.connect(host: upstream.address.host, port: upstream.address.port)
+        countOpen(upstream.id, by: 1)
         return connected.flatMapThrowing { channel in
             let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
             pool.value.opened += 1
             pool.value.open += 1
             return connection
+        }.flatMapErrorThrowing { error in
+            pool.value.countOpen(upstream.id, by: -1)
+            throw error
         }
     }
 
@@ -74,8 +80,31 @@ final class UpstreamConnectionPool {
     func connectionClosed(_ connection: UpstreamConnection) {
         open -= 1
         let id = connection.upstream.id
+        countOpen(id, by: -1)
         if id < idle.count, let index = idle[id].firstIndex(where: { $0 === connection }) {
             idle[id].remove(at: index)
+        }
+    }
+
+    private func countOpen(_ id: Int, by delta: Int) {
+        if id >= openByUpstream.count { openByUpstream.append(contentsOf: repeatElement(0, count: id + 1 - openByUpstream.count)) }
+        openByUpstream[id] += delta
+    }
+
+    /// Connections to these upstreams that are busy with a request or being opened.
+    func busyConnections(to ids: Set<Int>) -> Int {
+        ids.reduce(0) { sum, id in
+            guard id < openByUpstream.count else { return sum }
+            return sum + openByUpstream[id] - (id < idle.count ? idle[id].count : 0)
+        }
+    }
+
+    /// Closes the idle connections to these upstreams (a drained pool).
+    func closeIdle(to ids: Set<Int>) {
+        for id in ids where id < idle.count {
+            let list = idle[id]
+            idle[id] = []
+            for connection in list { connection.close() }
         }
     }
 

@@ -69,6 +69,52 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         await publish()
     }
 
+    /// Gives a route a (new) green pool for a release; green gets no traffic until a split says
+    /// so. Refused when the route is unknown, green has no instances, or shares one with blue.
+    public func setGreen(_ green: PoolSpec, route name: String) async throws(RoutingError) {
+        try state.withLock { state throws(RoutingError) in
+            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
+            guard !green.instances.isEmpty else { throw .noGreenInstances(name) }
+            var route = state.routes[index].route
+            if let shared = green.instances.first(where: route.blue.instances.contains) {
+                throw .instanceInBothPools(name, shared)
+            }
+            route.green = green
+            if route.split.green > 0 {
+                route.split = .allBlue
+                state.routes[index].picker = PoolPicker(split: .allBlue)
+            }
+            state.routes[index].route = route
+            state.routes[index].health = PoolHealth(spec: route.health, blue: route.blue.instances, green: green.instances,
+                                                   keeping: state.routes[index].health)
+        }
+        await publish()
+    }
+
+    /// Promotes green: it becomes the route's blue (version, instances, counters and rotation),
+    /// green is emptied and all traffic goes to the new blue. Returns the old blue pool's
+    /// upstreams, which the caller drains.
+    public func promoteGreen(route name: String) async throws(RoutingError) -> [Upstream] {
+        let old = try state.withLock { state throws(RoutingError) -> [Upstream] in
+            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
+            var entry = state.routes[index]
+            guard let green = entry.route.green, !green.instances.isEmpty else { throw .noGreenInstances(name) }
+            let oldBlue = entry.route.blue.instances.compactMap { state.upstreams[$0] }
+            entry.route.blue = green
+            entry.route.green = nil
+            entry.route.split = .allBlue
+            entry.picker = PoolPicker(split: .allBlue)
+            swap(&entry.blueRecorder, &entry.greenRecorder)
+            swap(&entry.blueRotation, &entry.greenRotation)
+            entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
+            entry.health = PoolHealth(spec: entry.route.health, blue: green.instances, green: [], keeping: entry.health)
+            state.routes[index] = entry
+            return oldBlue
+        }
+        await publish()
+        return old
+    }
+
     /// The cumulative traffic counts of a route's pool.
     public func statistics(route name: String, pool color: PoolColor) -> PoolStatistics? {
         state.withLock { state in
@@ -158,7 +204,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                                        recorder: color == .blue ? entry.blueRecorder : entry.greenRecorder)
                 }
                 runtimes.append(RouteRuntime(name: entry.route.name, upstream: entry.route.upstream,
-                                             picker: entry.picker, blue: pool(.blue), green: pool(.green)))
+                                             picker: entry.picker, blue: pool(.blue), green: pool(.green),
+                                             preview: entry.route.preview.map(PreviewMatcher.init)))
             }
             return RoutingSnapshot(routes: runtimes, matches: state.routes.map(\.route.match), generation: proxy.nextGeneration())
         }
@@ -169,9 +216,11 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
 public enum RoutingError: Error, Equatable, CustomStringConvertible {
     case unknownRoute(String)
     case noGreenInstances(String)
+    case instanceInBothPools(String, InstanceAddress)
 
     public var description: String {
         switch self {
+        case .instanceInBothPools(let name, let address): "route \(name): \(address) cannot be in both blue and green"
         case .unknownRoute(let name): "no route named \(name)"
         case .noGreenInstances(let name): "route \(name) has no green instances to send traffic to"
         }

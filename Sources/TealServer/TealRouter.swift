@@ -28,6 +28,8 @@ public struct ServeOptions: Sendable {
 public final class TealRouter: Sendable {
     public let proxy: ProxyServer
     public let controller: RoutingController
+    /// Runs releases on the routes.
+    public let releases: ReleaseController
     public let group: any EventLoopGroup
     private let ownsGroup: Bool
     private let logger: Logger
@@ -42,8 +44,10 @@ public final class TealRouter: Sendable {
         let reporter = ForwardingReporter()
         self.proxy = ProxyServer(configuration: configuration, group: self.group, snapshot: .empty,
                                  healthReporter: reporter, logger: logger)
-        self.controller = RoutingController(routes: routes, proxy: proxy, logger: logger)
+        let controller = RoutingController(routes: routes, proxy: proxy, logger: logger)
+        self.controller = controller
         reporter.target.withLock { $0 = controller }
+        self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, logger: logger)
     }
 
     /// Loads the routes at `options.routesPath` and builds a router for them.
@@ -56,7 +60,13 @@ public final class TealRouter: Sendable {
     @discardableResult
     public func start() async throws -> SocketAddress {
         await controller.publish()
-        return try await proxy.start()
+        let address = try await proxy.start()
+        // Routes whose policy says `autoStart` release their green pool right away.
+        for route in controller.routes {
+            guard let policy = route.rollout, policy.autoStart, let green = route.green, !green.instances.isEmpty else { continue }
+            try await releases.start(ReleaseSpec(route: route.name, green: green, policy: policy))
+        }
+        return address
     }
 
     /// The health checker service for this router.
@@ -64,6 +74,7 @@ public final class TealRouter: Sendable {
 
     /// Drains and stops the proxy, then the event loops if the router made them.
     public func shutdown() async {
+        releases.stopAll()
         await proxy.shutdown()
         if ownsGroup { try? await group.shutdownGracefully() }
     }

@@ -28,6 +28,19 @@ import Testing
                 - {path: /healthz, expect: 204, method: HEAD, bodyContains: ok, timeout: 250ms}
                 - path: /
               rollback: {maxErrorRate: 0.5%, minRequests: 10, maxP99: 1s}
+              onNoTraffic: {rollback: 2m}
+              hooks:
+                step: ./check.sh "$TEAL_SPLIT"
+                promoted: curl -fsS https://chat.example.com/hook
+                rolledBack: |
+                  ./page.sh --route "$TEAL_ROUTE"
+                timeout: 15s
+              autoStart: true
+            preview:
+              header: X-Shop-Preview
+              value: "s3cr3t!~"
+              cookie: shop_preview
+              enabled: true
             health:
               path: /ready
               interval: 5s
@@ -59,6 +72,16 @@ import Testing
         rollout.rollback.maxErrorRate = 0.005
         rollout.rollback.minRequests = 10
         rollout.rollback.maxP99 = .seconds(1)
+        rollout.onNoTraffic = .rollback(after: .seconds(120))
+        rollout.hooks.step = "./check.sh \"$TEAL_SPLIT\""
+        rollout.hooks.promoted = "curl -fsS https://chat.example.com/hook"
+        rollout.hooks.rolledBack = "./page.sh --route \"$TEAL_ROUTE\"\n"
+        rollout.hooks.timeout = .seconds(15)
+        rollout.autoStart = true
+        var preview = PreviewAccess()
+        preview.header = "X-Shop-Preview"
+        preview.value = "s3cr3t!~"
+        preview.cookie = "shop_preview"
 
         var expected = Route(
             name: "shop",
@@ -80,6 +103,7 @@ import Testing
         expected.upstream.connectTimeout = .milliseconds(500)
         expected.upstream.responseTimeout = .seconds(60)
         expected.upstream.maxTries = 1
+        expected.preview = preview
 
         #expect(try RouteFileLoader.parseRoute(yaml: yaml, file: "routes/shop.yaml") == expected)
     }
@@ -89,13 +113,15 @@ import Testing
         #expect(route == Route(name: "shop", blue: PoolSpec(instances: [address("127.0.0.1:9101")])))
         #expect(route.match == .any)
         #expect(route.split == .allBlue)
-        #expect(route.green == nil && route.rollout == nil)
+        #expect(route.green == nil && route.rollout == nil && route.preview == nil)
         #expect(route.health == HealthCheckSpec() && route.upstream == UpstreamSpec())
     }
 
     @Test func emptyValuesCountAsAbsent() throws {
         let route = try RouteFileLoader.parseRoute(yaml: minimalRoute("match:\ngreen:\nrollout: ~\n"), file: "f.yaml")
         #expect(route.match == .any && route.green == nil && route.rollout == nil)
+        let noPreview = try RouteFileLoader.parseRoute(yaml: minimalRoute("preview:\n"), file: "f.yaml")
+        #expect(noPreview.preview == nil)
         let emptyMatch = try RouteFileLoader.parseRoute(yaml: minimalRoute("match: {}\n"), file: "f.yaml")
         #expect(emptyMatch.match == .any)
     }
@@ -126,6 +152,61 @@ import Testing
         #expect(route.rollout?.hold == .seconds(30))
     }
 
+    @Test func releaseOptionsDefault() throws {
+        let route = try RouteFileLoader.parseRoute(yaml: minimalRoute("rollout:\n  steps: [1/0]\n  onNoTraffic:\n"), file: "f.yaml")
+        #expect(route.rollout?.onNoTraffic == .wait)
+        #expect(route.rollout?.hooks == ReleaseHooks())
+        #expect(route.rollout?.hooks.timeout == .seconds(60))
+        #expect(route.rollout?.autoStart == false)
+    }
+
+    @Test(arguments: [
+        ("wait", NoTrafficPolicy.wait), ("ignore", .ignore), ("{rollback: 30s}", .rollback(after: .seconds(30))),
+        ("\n    rollback: 1.5m", .rollback(after: .seconds(90))),
+    ])
+    func onNoTrafficForms(text: String, policy: NoTrafficPolicy) throws {
+        let yaml = minimalRoute("rollout:\n  steps: [1/0]\n  onNoTraffic: \(text)\n")
+        #expect(try RouteFileLoader.parseRoute(yaml: yaml, file: "f.yaml").rollout?.onNoTraffic == policy)
+    }
+
+    @Test func hooksAreEachOptional() throws {
+        let yaml = minimalRoute("rollout:\n  steps: [1/0]\n  hooks: {promoted: ./announce.sh}\n")
+        var hooks = ReleaseHooks()
+        hooks.promoted = "./announce.sh"
+        #expect(try RouteFileLoader.parseRoute(yaml: yaml, file: "f.yaml").rollout?.hooks == hooks)
+        let empty = minimalRoute("rollout:\n  steps: [1/0]\n  hooks: {}\n")
+        #expect(try RouteFileLoader.parseRoute(yaml: empty, file: "f.yaml").rollout?.hooks == ReleaseHooks())
+    }
+
+    @Test func autoStartNeedsGreenInstancesOnlyWhenOn() throws {
+        let withGreen = minimalRoute("green: {instances: [\"127.0.0.1:9201\"]}\nrollout: {steps: [1/0], autoStart: true}\n")
+        #expect(try RouteFileLoader.parseRoute(yaml: withGreen, file: "f.yaml").rollout?.autoStart == true)
+        let off = minimalRoute("rollout: {steps: [1/0], autoStart: false}\n")
+        #expect(try RouteFileLoader.parseRoute(yaml: off, file: "f.yaml").rollout?.autoStart == false)
+    }
+
+    @Test(arguments: ["true", "yes", "{}", "{enabled: true}", "\n  enabled:"])
+    func previewOnWithDefaults(text: String) throws {
+        let yaml = minimalRoute("green: {version: \"2\"}\npreview: \(text)\n")
+        let preview = try #require(try RouteFileLoader.parseRoute(yaml: yaml, file: "f.yaml").preview)
+        #expect(preview == PreviewAccess())
+        #expect(preview.header == "X-Teal-Pool" && preview.value == "green" && preview.cookie == nil)
+    }
+
+    @Test(arguments: ["false", "~", "{enabled: false}", "{header: X-Preview, value: s3cret, enabled: off}"])
+    func previewOff(text: String) throws {
+        // Off needs no green pool.
+        #expect(try RouteFileLoader.parseRoute(yaml: minimalRoute("preview: \(text)\n"), file: "f.yaml").preview == nil)
+    }
+
+    @Test func previewAcceptsEveryTokenCharacter() throws {
+        let yaml = minimalRoute("green: {instances: [\"127.0.0.1:9201\"]}\npreview:\n  header: \"A-z_0.9!#$%&'*+^`|~\"\n  cookie: teal-pool\n  value: \"!\\\"#a~\"\n")
+        let preview = try #require(try RouteFileLoader.parseRoute(yaml: yaml, file: "f.yaml").preview)
+        #expect(preview.header == "A-z_0.9!#$%&'*+^`|~")
+        #expect(preview.cookie == "teal-pool")
+        #expect(preview.value == "!\"#a~")
+    }
+
     @Test func routeNamesMayUseDotsDashesAndUnderscores() throws {
         let yaml = "route: Shop-2.eu_west\nblue: {instances: [\"a:1\"]}\n"
         #expect(try RouteFileLoader.parseRoute(yaml: yaml, file: "f.yaml").name == "Shop-2.eu_west")
@@ -150,6 +231,8 @@ import Testing
         #expect(route.rollout?.smoke == [SmokeRequest(path: "/healthz")])
         #expect(route.rollout?.rollback.maxP99 == .milliseconds(800))
         #expect(route.health.interval == .seconds(1))
+        #expect(route.rollout?.onNoTraffic == .wait && route.rollout?.autoStart == false)
+        #expect(route.rollout?.hooks == ReleaseHooks() && route.preview == nil)
     }
 }
 

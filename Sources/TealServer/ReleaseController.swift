@@ -1,0 +1,401 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import TealCore
+import TealProxy
+
+/// An entry of the release journal: what happened to which route, when.
+public struct JournalEntry: Sendable, Hashable {
+    public let time: Date
+    public let route: String
+    public let text: String
+}
+
+/// Why a release request was refused.
+public enum ReleaseError: Error, Equatable, CustomStringConvertible {
+    case unknownRoute(String)
+    case alreadyRunning(String, state: String)
+    case noRelease(String)
+    case refused(RolloutMachine.Refusal)
+    case routing(RoutingError)
+
+    public var description: String {
+        switch self {
+        case .unknownRoute(let route): "no route named \(route)"
+        case .alreadyRunning(let route, let state): "route \(route) already has a release that is \(state)"
+        case .noRelease(let route): "route \(route) has no release"
+        case .refused(let refusal): refusal.description
+        case .routing(let error): error.description
+        }
+    }
+}
+
+/// Runs releases: one `RolloutMachine` per route, fed with events (operator requests, timers,
+/// smoke and hook results, and every 100 ms the sliding windows of both pools' traffic), its
+/// actions carried out in order by one task per release so a later action never overtakes an
+/// earlier one.
+public final class ReleaseController: Sendable {
+    private let routing: RoutingController
+    private let proxy: ProxyServer
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let runs = Mutex<[String: ReleaseRun]>([:])
+    private let journal = Mutex<[JournalEntry]>([])
+    /// How often verdicts are evaluated and timers checked.
+    public let evaluationInterval: Duration
+
+    public init(routing: RoutingController, proxy: ProxyServer, group: any EventLoopGroup,
+                evaluationInterval: Duration = .milliseconds(100), logger: Logger = Logger(label: "teal.release")) {
+        self.routing = routing
+        self.proxy = proxy
+        self.group = group
+        self.evaluationInterval = evaluationInterval
+        self.logger = logger
+    }
+
+    /// Starts a release of `spec.green` on `spec.route` by `spec.policy`. Refused while another
+    /// release of the route is running.
+    public func start(_ spec: ReleaseSpec, drainTimeout: Duration = .seconds(30)) async throws(ReleaseError) {
+        guard routing.routes.contains(where: { $0.name == spec.route }) else { throw .unknownRoute(spec.route) }
+        var machine = RolloutMachine(spec: spec)
+        machine.drainTimeout = drainTimeout
+        machine.evaluationInterval = evaluationInterval
+        let run = ReleaseRun(machine: machine, controller: self)
+        try runs.withLock { runs throws(ReleaseError) in
+            if let existing = runs[spec.route], !existing.state.isFinal {
+                throw .alreadyRunning(spec.route, state: existing.state.name)
+            }
+            runs[spec.route] = run
+        }
+        do {
+            try await routing.setGreen(spec.green, route: spec.route)
+        } catch {
+            _ = runs.withLock { $0.removeValue(forKey: spec.route) }
+            throw .routing(error)
+        }
+        run.launch()
+        try await run.send(.start)
+    }
+
+    /// Sends an operator event (pause, resume, promote, abort, alert) to the route's release.
+    public func send(_ event: RolloutMachine.Event, route: String) async throws(ReleaseError) {
+        guard let run = runs.withLock({ $0[route] }) else { throw .noRelease(route) }
+        try await run.send(event)
+    }
+
+    /// The release state of a route, if it ever had a release.
+    public func state(route: String) -> RolloutMachine.State? {
+        runs.withLock { $0[route] }?.state
+    }
+
+    /// The plan step in force, if any.
+    public func step(route: String) -> Int? {
+        runs.withLock { $0[route] }?.step
+    }
+
+    /// Waits until the route's release ends (or `timeout` passes) and returns its state.
+    public func outcome(route: String, timeout: Duration = .seconds(3600)) async -> RolloutMachine.State? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard let state = state(route: route) else { return nil }
+            if state.isFinal { return state }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return state(route: route)
+    }
+
+    /// Journal entries, oldest first.
+    public func events(route: String? = nil) -> [JournalEntry] {
+        journal.withLock { entries in route.map { name in entries.filter { $0.route == name } } ?? entries }
+    }
+
+    /// Stops every release's task (shutdown); their state stays as it is.
+    public func stopAll() {
+        for run in runs.withLock({ Array($0.values) }) { run.stop() }
+    }
+
+    // MARK: Carrying out actions (called by ReleaseRun, in order)
+
+    func record(_ text: String, route: String) {
+        journal.withLock { $0.append(JournalEntry(time: Date(), route: route, text: text)) }
+        logger.info("release", metadata: ["route": "\(route)", "event": "\(text)"])
+    }
+
+    func carryOut(_ action: RolloutMachine.Action, for run: ReleaseRun) async {
+        let route = run.spec.route
+        switch action {
+        case .setSplit(let split):
+            do {
+                try await routing.setSplit(split, route: route)
+            } catch {
+                record("could not set split \(split): \(error)", route: route)
+            }
+        case .runSmoke(let requests, let instances):
+            let group = self.group
+            Task {
+                let outcomes = await Self.smoke(requests, instances: instances, group: group)
+                run.post(.smokeResults(outcomes))
+            }
+        case .runHook(let event, let step, let split):
+            let hooks = run.spec.policy.hooks
+            let command = switch event {
+            case "step": hooks.step
+            case "promoted": hooks.promoted
+            default: hooks.rolledBack
+            }
+            guard let command else {
+                if event == "step" { run.post(.hookFinished(step: step, failure: nil)) }
+                return
+            }
+            let environment = ["TEAL_ROUTE": route, "TEAL_EVENT": event, "TEAL_STEP": String(step + 1),
+                               "TEAL_SPLIT": split.description, "TEAL_BLUE_WEIGHT": String(split.blue),
+                               "TEAL_GREEN_WEIGHT": String(split.green), "TEAL_GREEN_VERSION": run.spec.green.version ?? ""]
+            Task {
+                let failure = await HookRunner.run(command, environment: environment, timeout: hooks.timeout)
+                if let failure { self.record("\(event) hook failed: \(failure)", route: route) }
+                if event == "step" { run.post(.hookFinished(step: step, failure: failure)) }
+            }
+        case .promoteGreen:
+            do {
+                run.oldBlue = try await routing.promoteGreen(route: route)
+            } catch {
+                record("could not promote: \(error)", route: route)
+            }
+        case .drainOldBlue(let deadline):
+            let upstreams = run.oldBlue
+            let proxy = self.proxy
+            Task {
+                while ContinuousClock.now < deadline {
+                    if await proxy.busyUpstreamConnections(to: upstreams) == 0 { break }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                await proxy.closeIdleUpstreamConnections(to: upstreams)
+                run.post(.drained)
+            }
+        case .persist:
+            break  // durable state arrives with TealStore; the journal is in memory until then
+        case .record(let text):
+            record(text, route: route)
+        case .scheduleTick(let at):
+            run.nextTick = at
+        }
+    }
+
+    /// Windows of both pools' traffic for a route.
+    func statistics(route: String) -> (blue: PoolStatistics, green: PoolStatistics)? {
+        guard let blue = routing.statistics(route: route, pool: .blue),
+              let green = routing.statistics(route: route, pool: .green) else { return nil }
+        return (blue, green)
+    }
+
+    /// Sends every smoke request to every instance, directly.
+    static func smoke(_ requests: [SmokeRequest], instances: [InstanceAddress], group: any EventLoopGroup) async -> [SmokeOutcome] {
+        await withTaskGroup(of: SmokeOutcome.self) { tasks in
+            for instance in instances {
+                for request in requests {
+                    tasks.addTask {
+                        let result = (try? await HTTPProbe.send(method: request.method, path: request.path, to: instance,
+                                                                timeout: request.timeout, keepBody: request.bodyContains != nil,
+                                                                on: group.next()).get()) ?? ProbeResult(failure: "probe failed")
+                        let name = "\(request.method) \(request.path)"
+                        var failure: String?
+                        if let status = result.status {
+                            if status != request.expect {
+                                failure = "status \(status), expected \(request.expect)"
+                            } else if let needle = request.bodyContains, !(result.body ?? "").contains(needle) {
+                                failure = "body does not contain \"\(needle)\""
+                            }
+                        } else {
+                            failure = result.summary
+                        }
+                        return SmokeOutcome(instance: instance, request: name, failure: failure)
+                    }
+                }
+            }
+            var outcomes: [SmokeOutcome] = []
+            for await outcome in tasks { outcomes.append(outcome) }
+            return outcomes.sorted { ($0.instance, $0.request) < ($1.instance, $1.request) }
+        }
+    }
+}
+
+/// One release: its machine, and the task that feeds it events one at a time.
+final class ReleaseRun: @unchecked Sendable {
+    private enum Input {
+        case event(RolloutMachine.Event, CheckedContinuation<Void, any Error>?)
+        case evaluate
+    }
+
+    private let lock = NSLock()
+    private var machine: RolloutMachine
+    private unowned let controller: ReleaseController
+    private let inbox: AsyncStream<Input>
+    private let inboxWriter: AsyncStream<Input>.Continuation
+    private var tasks: [Task<Void, Never>] = []
+    private var blueWindow = StatisticsWindow()
+    private var greenWindow = StatisticsWindow()
+    private let epoch = ContinuousClock.now
+    /// The next `tick` the machine asked for.
+    var nextTick: ContinuousClock.Instant? {
+        get { lock.withLock { _nextTick } }
+        set { lock.withLock { _nextTick = newValue } }
+    }
+    private var _nextTick: ContinuousClock.Instant?
+    /// The old blue pool, set at promotion for the drain.
+    var oldBlue: [Upstream] {
+        get { lock.withLock { _oldBlue } }
+        set { lock.withLock { _oldBlue = newValue } }
+    }
+    private var _oldBlue: [Upstream] = []
+
+    let spec: ReleaseSpec
+
+    init(machine: RolloutMachine, controller: ReleaseController) {
+        self.machine = machine
+        self.spec = machine.spec
+        self.controller = controller
+        (inbox, inboxWriter) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
+    }
+
+    var state: RolloutMachine.State { lock.withLock { machine.state } }
+    var step: Int? { lock.withLock { machine.currentStep } }
+
+    func launch() {
+        // The windows count from the release's start: take the baseline now.
+        if let cumulative = controller.statistics(route: spec.route) {
+            let now = ContinuousClock.now
+            lock.withLock {
+                blueWindow.record(cumulative: cumulative.blue, at: now, epoch: epoch)
+                greenWindow.record(cumulative: cumulative.green, at: now, epoch: epoch)
+            }
+        }
+        let interval = controller.evaluationInterval
+        let consumer = Task { await self.consume() }
+        let clock = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                self.inboxWriter.yield(.evaluate)
+            }
+        }
+        lock.withLock { tasks = [consumer, clock] }
+    }
+
+    func stop() {
+        inboxWriter.finish()
+        for task in lock.withLock({ tasks }) { task.cancel() }
+    }
+
+    /// Queues an event without waiting for it: for events the release's own actions produce,
+    /// which must not wait on the task that is carrying those actions out.
+    func post(_ event: RolloutMachine.Event) {
+        inboxWriter.yield(.event(event, nil))
+    }
+
+    /// Queues an event; returns once it has been handled and its actions carried out (throws
+    /// the machine's refusal).
+    func send(_ event: RolloutMachine.Event) async throws(ReleaseError) {
+        do {
+            try await withCheckedThrowingContinuation { continuation in
+                if case .terminated = inboxWriter.yield(.event(event, continuation)) {
+                    // The release has ended: its machine answers (refuses, or ignores) directly.
+                    continuation.resume(with: Result { try handleEnded(event) })
+                }
+            }
+        } catch let refusal as RolloutMachine.Refusal {
+            throw .refused(refusal)
+        } catch {
+            throw .noRelease(spec.route)
+        }
+    }
+
+    private func consume() async {
+        for await input in inbox {
+            switch input {
+            case .event(let event, let reply):
+                do {
+                    try await handle(event)
+                    reply?.resume()
+                } catch {
+                    reply?.resume(throwing: error)
+                }
+            case .evaluate:
+                await evaluate()
+            }
+            if state.isFinal { break }
+        }
+        // The release has ended: stop the clock and answer anything still queued.
+        stop()
+        for await input in inbox {
+            if case .event(let event, let reply) = input { reply?.resume(with: Result { try handleEnded(event) }) }
+        }
+    }
+
+    /// Events after the end: the machine refuses or ignores them, and asks for nothing.
+    private func handleEnded(_ event: RolloutMachine.Event) throws {
+        let now = ContinuousClock.now
+        _ = try lock.withLock { () throws(RolloutMachine.Refusal) -> [RolloutMachine.Action] in try machine.handle(event, at: now) }
+    }
+
+    private func handle(_ event: RolloutMachine.Event) async throws {
+        let now = ContinuousClock.now
+        let actions = try lock.withLock { () throws(RolloutMachine.Refusal) -> [RolloutMachine.Action] in
+            try machine.handle(event, at: now)
+        }
+        for action in actions { await controller.carryOut(action, for: self) }
+    }
+
+    private func evaluate() async {
+        switch state {
+        case .shifting, .paused:
+            guard let cumulative = controller.statistics(route: spec.route) else { return }
+            let now = ContinuousClock.now
+            let (blue, green) = lock.withLock {
+                blueWindow.record(cumulative: cumulative.blue, at: now, epoch: epoch)
+                greenWindow.record(cumulative: cumulative.green, at: now, epoch: epoch)
+                return (blueWindow.total(at: now), greenWindow.total(at: now))
+            }
+            try? await handle(.statistics(green: green, blue: blue))
+        default:
+            break
+        }
+        if let due = nextTick, due <= .now {
+            nextTick = nil
+            try? await handle(.tick)
+        }
+    }
+}
+
+/// Runs a hook command with `/bin/sh -c`, bounded by a timeout.
+enum HookRunner {
+    /// `nil` on success, else what went wrong.
+    static func run(_ command: String, environment: [String: String], timeout: Duration) async -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardInput = FileHandle.nullDevice
+        return await withCheckedContinuation { continuation in
+            let once = Mutex(false)
+            let finish: @Sendable (String?) -> Void = { result in
+                if once.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: result) }
+            }
+            process.terminationHandler = { process in
+                finish(process.terminationStatus == 0 ? nil : "exit status \(process.terminationStatus)")
+            }
+            do {
+                try process.run()
+            } catch {
+                finish("could not start: \(error)")
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if process.isRunning {
+                    process.terminate()
+                    finish("timed out after \(timeout)")
+                }
+            }
+        }
+    }
+}
