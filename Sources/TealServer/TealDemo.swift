@@ -7,11 +7,10 @@ import TealCore
 import TealProxy
 
 /// `teal demo`: starts 6 blue and 6 green demo backends in this process, the router in front of
-/// them and a steady load generator, then shifts traffic step by step (6/0 → 6/1 → 2/4 → 0/6)
-/// and prints, twice a second, where the requests went and how many failed.
-///
-/// The shift is driven by hand here (`RoutingController.setSplit`); automatic verdicts and
-/// rollback arrive with the release state machine.
+/// them and a steady load generator, then releases green by `6/0 → 6/1 → 2/4 → 0/6` through the
+/// release controller (smoke gate, live verdicts, automatic rollback, promotion and drain) and
+/// prints, twice a second, the split, per-pool request rates, error rates and p99, and the
+/// release's events; it ends with a summary.
 public struct TealDemo: Sendable {
     public struct Options: Sendable {
         public var listenPort = 8080
@@ -23,6 +22,15 @@ public struct TealDemo: Sendable {
         public init() {}
     }
 
+    /// What the demo measured.
+    public struct Summary: Sendable {
+        public var outcome: String
+        public var requests: Int
+        public var failedForUsers: Int
+        /// From the first failing green answer the load generator saw to the rollback.
+        public var faultToRollback: Duration?
+    }
+
     private let options: Options
     private let output: @Sendable (String) -> Void
 
@@ -31,9 +39,9 @@ public struct TealDemo: Sendable {
         self.output = output
     }
 
-    /// Runs the demo to the end; returns the counts per pool.
+    /// Runs the demo to the end.
     @discardableResult
-    public func run() async throws -> (blue: Int, green: Int, errors: Int) {
+    public func run() async throws -> Summary {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var backends: [DemoBackend] = []
         var blue: [InstanceAddress] = [], green: [InstanceAddress] = []
@@ -46,8 +54,13 @@ public struct TealDemo: Sendable {
             let instance = InstanceAddress(host: "127.0.0.1", port: address.port!)
             if isGreen { green.append(instance) } else { blue.append(instance) }
         }
-        var route = Route(name: "demo", blue: PoolSpec(version: "1.0.0", instances: blue),
-                          green: PoolSpec(version: "1.1.0", instances: green), split: options.steps[0])
+        var policy = RolloutPolicy(steps: options.steps.map { PlanStep(split: $0) })
+        policy.hold = .milliseconds(Int64(options.stepSeconds * 1000))
+        policy.smoke = [SmokeRequest(path: "/healthz")]
+        policy.rollback.maxErrorRate = 0.05
+        policy.rollback.minRequests = 50
+        policy.rollback.maxP99 = .milliseconds(800)
+        var route = Route(name: "demo", blue: PoolSpec(version: "1.0.0", instances: blue), split: .allBlue, rollout: policy)
         route.health.enabled = false
         var configuration = ProxyConfiguration()
         configuration.listenPort = options.listenPort
@@ -61,14 +74,15 @@ public struct TealDemo: Sendable {
             router = TealRouter(routes: [route], configuration: configuration, group: group, logger: logger)
             address = try await router.start()
         }
-        output("teal demo: router on http://127.0.0.1:\(address.port!)/ in front of 6 blue (1.0.0) and 6 green (1.1.0) instances")
-        output("           try: curl -i http://127.0.0.1:\(address.port!)/   (Ctrl-C to stop)")
+        output("teal demo: router on http://127.0.0.1:\(address.port!)/ in front of 6 blue (1.0.0) instances; releasing 6 green (1.1.0)"
+            + (options.greenErrorRate > 0 ? " that fail \(Int(options.greenErrorRate * 100))% of requests" : ""))
         let target = InstanceAddress(host: "127.0.0.1", port: address.port!)
         let counts = DemoCounts()
+        let workers = options.workers
         let load = Task {
-            await withTaskGroup(of: Void.self) { workers in
-                for _ in 0..<options.workers {
-                    workers.addTask {
+            await withTaskGroup(of: Void.self) { tasks in
+                for _ in 0..<workers {
+                    tasks.addTask {
                         while !Task.isCancelled {
                             let result = try? await HTTPProbe.send(path: "/", to: target, timeout: .seconds(2), keepBody: true,
                                                                    on: group.next()).get()
@@ -79,64 +93,86 @@ public struct TealDemo: Sendable {
                 }
             }
         }
-        for split in options.steps {
-            try await router.controller.setSplit(split, route: "demo")
-            let ticks = max(1, Int(options.stepSeconds * 2))
-            for _ in 0..<ticks {
-                try await Task.sleep(for: .milliseconds(500))
-                output(Self.line(split: split, interval: counts.takeInterval()))
+        try await Task.sleep(for: .milliseconds(500))
+        try await router.releases.start(ReleaseSpec(route: "demo", green: PoolSpec(version: "1.1.0", instances: green), policy: policy),
+                                        drainTimeout: .seconds(5))
+        var shownEvents = 0
+        var previous = (blue: router.controller.statistics(route: "demo", pool: .blue)!, green: router.controller.statistics(route: "demo", pool: .green)!)
+        let deadline = ContinuousClock.now + .seconds(Int64(options.stepSeconds * Double(options.steps.count)) + 30)
+        var state = router.releases.state(route: "demo")
+        while let current = state, !current.isFinal, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            for event in router.releases.events(route: "demo").dropFirst(shownEvents) {
+                output("  event: \(event.text)")
+                shownEvents += 1
             }
+            state = router.releases.state(route: "demo")
+            if state?.isFinal == true { break }  // promotion swaps the pools' counters: no rate line
+            let routeNow = router.controller.routes[0]
+            let now = (blue: router.controller.statistics(route: "demo", pool: .blue)!, green: router.controller.statistics(route: "demo", pool: .green)!)
+            output(Self.line(state: router.releases.state(route: "demo"), split: routeNow.split,
+                             blue: Self.delta(now.blue, since: previous.blue), green: Self.delta(now.green, since: previous.green),
+                             seconds: 0.5))
+            previous = now
         }
+        for event in router.releases.events(route: "demo").dropFirst(shownEvents) { output("  event: \(event.text)") }
         load.cancel()
         await load.value
         let total = counts.total
-        output("teal demo: done; green now carries all traffic. Requests: blue \(total.blue), green \(total.green), errors \(total.errors)")
-        if options.greenErrorRate > 0 {
-            output("teal demo: green answered with errors; automatic rollback comes with the release state machine")
+        var summary = Summary(outcome: state?.name ?? "unknown", requests: total.requests, failedForUsers: total.errors)
+        if case .rolledBack(_, let at)? = state, let fault = counts.firstGreenFailure {
+            summary.faultToRollback = at - fault
         }
+        output("teal demo: \(summary.outcome). Requests served: \(summary.requests); failed for users: \(summary.failedForUsers)"
+            + (summary.faultToRollback.map { "; first green failure to all-blue: \(Self.milliseconds($0)) ms" } ?? ""))
         await router.shutdown()
         for backend in backends { await backend.stop() }
         try await group.shutdownGracefully()
-        return total
+        return summary
     }
 
-    static func line(split: Split, interval: (blue: Int, green: Int, errors: Int, greenErrors: Int)) -> String {
+    /// Counts since `earlier`; promotion swaps the pools' counters, after which the newer counts
+    /// start afresh.
+    static func delta(_ now: PoolStatistics, since earlier: PoolStatistics) -> PoolStatistics {
+        now.requests >= earlier.requests ? now.subtracting(earlier) : now
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    static func line(state: RolloutMachine.State?, split: Split, blue: PoolStatistics, green: PoolStatistics, seconds: Double) -> String {
         let width = 24
         let greenCells = Int((split.greenFraction * Double(width)).rounded())
         let bar = String(repeating: "█", count: width - greenCells) + String(repeating: "▒", count: greenCells)
-        let total = interval.blue + interval.green
-        let greenRate = interval.green == 0 ? 0 : Double(interval.greenErrors) / Double(interval.green) * 100
+        func pool(_ stats: PoolStatistics) -> String {
+            let rate = Int(Double(stats.requests) / seconds)
+            let errors = String(format: "%.1f", stats.errorRate * 100)
+            let p99 = stats.latency(quantile: 0.99).map { "\(milliseconds($0))ms" } ?? "-"
+            return "\(rate) req/s, \(errors)% err, p99 \(p99)"
+        }
+        let name = (state?.name ?? "idle").padding(toLength: 13, withPad: " ", startingAt: 0)
         let splitText = split.description.padding(toLength: 5, withPad: " ", startingAt: 0)
-        return "split \(splitText) blue \(bar) green | \(total) req: blue \(interval.blue), green \(interval.green), "
-            + "green errors \(String(format: "%.1f", greenRate))%"
+        return "\(name) \(splitText) blue \(bar) green | blue \(pool(blue)) | green \(pool(green))"
     }
 }
 
-/// Counts the demo load generator's answers by pool.
+/// Counts what the demo's load generator saw.
 private final class DemoCounts: Sendable {
-    private struct Counts { var blue = 0, green = 0, errors = 0, greenErrors = 0 }
-    private let state = NIOLockedValueBox((interval: Counts(), total: Counts()))
+    private struct Counts { var requests = 0, errors = 0, firstGreenFailure: ContinuousClock.Instant? }
+    private let state = NIOLockedValueBox(Counts())
 
     func add(_ result: ProbeResult?) {
-        let name = result?.body ?? ""
         let failed = (result?.status ?? 500) >= 500
-        state.withLockedValue { state in
-            for keyPath in [\(interval: Counts, total: Counts).interval, \.total] {
-                if name.hasPrefix("green") { state[keyPath: keyPath].green += 1; if failed { state[keyPath: keyPath].greenErrors += 1 } }
-                else if name.hasPrefix("blue") { state[keyPath: keyPath].blue += 1 }
-                if failed { state[keyPath: keyPath].errors += 1 }
-            }
+        let green = result?.body?.hasPrefix("green") ?? false
+        let now = ContinuousClock.now
+        state.withLockedValue { counts in
+            counts.requests += 1
+            if failed { counts.errors += 1 }
+            if failed && green && counts.firstGreenFailure == nil { counts.firstGreenFailure = now }
         }
     }
 
-    func takeInterval() -> (blue: Int, green: Int, errors: Int, greenErrors: Int) {
-        state.withLockedValue { state in
-            defer { state.interval = Counts() }
-            return (state.interval.blue, state.interval.green, state.interval.errors, state.interval.greenErrors)
-        }
-    }
-
-    var total: (blue: Int, green: Int, errors: Int) {
-        state.withLockedValue { ($0.total.blue, $0.total.green, $0.total.errors) }
-    }
+    var total: (requests: Int, errors: Int) { state.withLockedValue { ($0.requests, $0.errors) } }
+    var firstGreenFailure: ContinuousClock.Instant? { state.withLockedValue { $0.firstGreenFailure } }
 }
