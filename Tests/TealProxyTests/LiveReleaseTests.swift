@@ -175,5 +175,38 @@ extension LiveTests {
             #expect(fixture.router.releases.events(route: "live").contains { $0.text.contains("old blue pool drained") })
             await fixture.stop()
         }
+
+        @Test("autoStart releases green at start-up; hooks run with the release's environment")
+        func autoStartAndHooks() async throws {
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("teal-hooks-\(UUID().uuidString).log").path
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            let fixture = try await LiveFixture.start(blue: ["blue-1"], green: ["green-1"], edit: { route in
+                var policy = Self.policy(steps: ["6/1", "0/6"], hold: .milliseconds(100))
+                policy.autoStart = true
+                policy.hooks.step = "echo \"$TEAL_EVENT $TEAL_ROUTE $TEAL_STEP $TEAL_SPLIT $TEAL_GREEN_VERSION\" >> \(log)"
+                policy.hooks.promoted = "echo \"$TEAL_EVENT $TEAL_ROUTE\" >> \(log)"
+                route.rollout = policy
+            })
+            let load = SteadyLoad(port: fixture.port, connections: 1)
+            let outcome = await fixture.router.releases.outcome(route: "live", timeout: .seconds(10))
+            _ = await load.stop()
+            guard case .promoted? = outcome else { Issue.record("expected promotion, got \(String(describing: outcome))"); await fixture.stop(); return }
+            try await Task.sleep(for: .milliseconds(200))  // the promoted hook runs after the state changes
+            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+            #expect(lines == ["step live 1 6/1 2", "step live 2 0/6 2", "promoted live"])
+            await fixture.stop()
+        }
+
+        @Test("a failing step hook rolls back before its split is set")
+        func failingHook() async throws {
+            let fixture = try await LiveFixture.start(blue: ["blue-1"], green: ["green-1"])
+            var policy = Self.policy(steps: ["2/4", "0/6"], hold: .seconds(5))
+            policy.hooks.step = "exit 3"
+            try await fixture.router.releases.start(ReleaseSpec(route: "live", green: Self.greenSpec(fixture), policy: policy))
+            let outcome = await fixture.router.releases.outcome(route: "live", timeout: .seconds(5))
+            #expect(outcome.map { "\($0)" }?.contains("exit status 3") == true)
+            #expect(fixture.router.controller.statistics(route: "live", pool: .green)!.requests == 0)
+            await fixture.stop()
+        }
     }
 }
