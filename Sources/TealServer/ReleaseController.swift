@@ -229,7 +229,7 @@ final class ReleaseRun: @unchecked Sendable {
 
     private let lock = NSLock()
     private var machine: RolloutMachine
-    private unowned let controller: ReleaseController
+    private let controller: ReleaseController
     private let inbox: AsyncStream<Input>
     private let inboxWriter: AsyncStream<Input>.Continuation
     private var tasks: [Task<Void, Never>] = []

@@ -119,7 +119,7 @@ struct DemoBackendCommand: AsyncParsableCommand {
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start 6 blue and 6 green demo instances, the router and a load generator, and shift traffic 6/0 → 6/1 → 2/4 → 0/6 live.")
+        abstract: "Start 6 blue and 6 green demo instances, the router and a load generator, and release green 6/0 → 6/1 → 2/4 → 0/6 live; a failing green is rolled back.")
 
     @Option(help: "Fraction of green's answers (0...1) that are 500s.")
     var greenErrorRate = 0.0
