@@ -252,3 +252,73 @@ struct StatisticsWindowTests {
         #expect(total.errors == 50)
     }
 }
+
+@Suite("Rollout operator events in every state")
+struct RolloutOperatorMatrixTests {
+    /// A script brought to the state named `name`.
+    static func script(in name: String) throws -> ReleaseScript {
+        var script = ReleaseScript(steps: [PlanStep(split: "6/1"), PlanStep(split: "0/6")])
+        switch name {
+        case "idle":
+            break
+        case "smoke-testing":
+            _ = try script.send(.start)
+        case "shifting":
+            try script.startAndReachFirstStep()
+        case "paused":
+            try script.startAndReachFirstStep()
+            _ = try script.send(.pause(by: "test"))
+        case "draining":
+            try script.startAndReachFirstStep()
+            _ = try script.send(.promote(by: "test"))
+        case "promoted":
+            try script.startAndReachFirstStep()
+            _ = try script.send(.promote(by: "test"))
+            _ = try script.send(.drained)
+        case "rolled-back":
+            try script.startAndReachFirstStep()
+            _ = try script.send(.alert(name: "test"))
+        case "aborted":
+            try script.startAndReachFirstStep()
+            _ = try script.send(.abort(reason: "test", by: "test"))
+        default:
+            Issue.record("unknown state \(name)")
+        }
+        #expect(script.machine.state.name == name)
+        return script
+    }
+
+    static let events: [(String, RolloutMachine.Event)] = [
+        ("pause", .pause(by: "op")), ("resume", .resume(by: "op")), ("promote", .promote(by: "op")),
+        ("abort", .abort(reason: "op", by: "op")), ("alert", .alert(name: "op")),
+    ]
+
+    /// For each state, what each event leads to: a state name, or "refused".
+    static let expected: [String: [String]] = [
+        //                pause       resume      promote     abort          alert
+        "idle":          ["refused", "refused", "refused", "refused", "idle"],
+        "smoke-testing": ["refused", "refused", "refused", "aborted", "rolled-back"],
+        "shifting":      ["paused", "shifting", "draining", "aborted", "rolled-back"],
+        "paused":        ["paused", "shifting", "draining", "aborted", "rolled-back"],
+        "draining":      ["refused", "refused", "refused", "refused", "draining"],
+        "promoted":      ["refused", "refused", "refused", "refused", "promoted"],
+        "rolled-back":   ["refused", "refused", "refused", "rolled-back", "rolled-back"],
+        "aborted":       ["refused", "refused", "refused", "aborted", "aborted"],
+    ]
+
+    @Test("each operator event is applied, ignored or refused with the state named", arguments: Array(expected.keys).sorted())
+    func matrix(state: String) throws {
+        for (index, (name, event)) in Self.events.enumerated() {
+            var script = try Self.script(in: state)
+            let before = script.machine.state
+            let outcome = Self.expected[state]![index]
+            if outcome == "refused" {
+                #expect(throws: RolloutMachine.Refusal(event: name, state: state)) { try script.send(event) }
+                #expect(script.machine.state == before, "a refused \(name) changed the state")
+            } else {
+                _ = try script.send(event)
+                #expect(script.machine.state.name == outcome, "\(name) in \(state)")
+            }
+        }
+    }
+}
