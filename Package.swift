@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
     ],
     targets: [
         .target(name: "TealCore", swiftSettings: swiftSettings),
@@ -40,9 +41,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "TealAdmin",
+            dependencies: [
+                "TealCore", "TealProxy",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "TealServer",
             dependencies: [
-                "TealCore", "TealConfig", "TealProxy",
+                "TealCore", "TealConfig", "TealProxy", "TealAdmin",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -56,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "teal",
             dependencies: [
-                "TealServer", "TealConfig", "TealCore",
+                "TealServer", "TealConfig", "TealCore", "TealAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,6 +75,11 @@ let package = Package(
         ),
         .testTarget(name: "TealCoreTests", dependencies: ["TealCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TealConfigTests", dependencies: ["TealConfig"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TealAdminTests",
+            dependencies: ["TealAdmin", "TealServer", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "TealProxyTests",
             dependencies: [

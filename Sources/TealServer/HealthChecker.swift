@@ -24,6 +24,7 @@ public struct HealthChecker: Service {
             tasks.addTask {
                 while !Task.isCancelled {
                     controller.tick()
+                    controller.sampleRecentTraffic()
                     try? await Task.sleep(for: .milliseconds(250))
                 }
             }

@@ -89,6 +89,11 @@ public final class ReleaseController: Sendable {
         runs.withLock { $0[route] }?.state
     }
 
+    /// The spec of the route's latest release.
+    public func spec(route: String) -> ReleaseSpec? {
+        runs.withLock { $0[route] }?.spec
+    }
+
     /// The plan step in force, if any.
     public func step(route: String) -> Int? {
         runs.withLock { $0[route] }?.step

@@ -26,6 +26,9 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     }
 
     private let state = Mutex(State())
+    /// Recent traffic per route and pool (10 s windows), sampled by `sampleRecentTraffic`.
+    private let recent = Mutex<[String: [PoolColor: StatisticsWindow]]>([:])
+    private let epoch = ContinuousClock.now
     private let proxy: ProxyServer
     private let logger: Logger
 
@@ -119,6 +122,28 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     public func statistics(route name: String, pool color: PoolColor) -> PoolStatistics? {
         state.withLock { state in
             state.routes.first { $0.route.name == name }.map { (color == .blue ? $0.blueRecorder : $0.greenRecorder).snapshot() }
+        }
+    }
+
+    /// Feeds the recent-traffic windows (the health checker calls it every 250 ms).
+    public func sampleRecentTraffic(at now: ContinuousClock.Instant = .now) {
+        let cumulative = state.withLock { state in
+            state.routes.map { ($0.route.name, $0.blueRecorder.snapshot(), $0.greenRecorder.snapshot()) }
+        }
+        recent.withLock { recent in
+            for (name, blue, green) in cumulative {
+                var windows = recent[name] ?? [.blue: StatisticsWindow(), .green: StatisticsWindow()]
+                windows[.blue]!.record(cumulative: blue, at: now, epoch: epoch)
+                windows[.green]!.record(cumulative: green, at: now, epoch: epoch)
+                recent[name] = windows
+            }
+        }
+    }
+
+    /// A route pool's traffic over the last 10 s (as sampled), and that span.
+    public func recentTraffic(route name: String, pool color: PoolColor, at now: ContinuousClock.Instant = .now) -> (PoolStatistics, Duration)? {
+        recent.withLock { recent in
+            recent[name]?[color].map { ($0.total(at: now), $0.span) }
         }
     }
 

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
+import TealAdmin
 import TealConfig
 import TealCore
 import TealProxy
@@ -13,8 +14,8 @@ public struct ServeOptions: Sendable {
     public var routesPath = "routes"
     /// Proxy configuration (listen address, limits, timeouts).
     public var proxy = ProxyConfiguration()
-    /// Admin listener (`host:port`); accepted now, served once the admin API exists.
-    public var admin = "127.0.0.1:9901"
+    /// Admin API listener and token.
+    public var admin = AdminConfiguration()
     /// State file; accepted now, used once durable state exists.
     public var statePath = ".teal/state.sqlite"
     /// Event loop threads; `nil` uses one per core.
@@ -79,9 +80,13 @@ public final class TealRouter: Sendable {
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 
-    /// Runs until SIGINT or SIGTERM, then drains in-flight requests and returns.
-    public func run() async throws {
-        let services: [any Service] = [ProxyService(router: self), healthChecker]
+    /// Runs until SIGINT or SIGTERM, then drains in-flight requests and returns. With `admin`,
+    /// the admin API runs too (refused, with the reason, on a non-loopback address without a token).
+    public func run(admin: AdminConfiguration? = nil) async throws {
+        var services: [any Service] = [ProxyService(router: self), healthChecker]
+        if let admin {
+            services.append(try AdminServer.application(backend: RouterAdminBackend(router: self), configuration: admin, logger: logger))
+        }
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -4,6 +4,7 @@ import Logging
 import TealConfig
 import TealCore
 import NIOPosix
+import TealAdmin
 import TealServer
 
 @main
@@ -38,7 +39,10 @@ struct Serve: AsyncParsableCommand {
     var listen = HostPort(argument: "127.0.0.1:8080")!
 
     @Option(help: "Address of the admin API (HOST:PORT).")
-    var admin = "127.0.0.1:9901"
+    var admin = HostPort(argument: "127.0.0.1:9901")!
+
+    @Option(help: "File holding the admin API's bearer token (else TEAL_ADMIN_TOKEN, else no token: loopback only).")
+    var adminTokenFile: String?
 
     @Option(help: "Path of the state file.")
     var state = ".teal/state.sqlite"
@@ -69,7 +73,24 @@ struct Serve: AsyncParsableCommand {
         options.proxy.listenHost = listen.host
         options.proxy.listenPort = listen.port
         options.proxy.maxConnections = maxConnections
-        options.admin = admin
+        options.admin.host = admin.host
+        options.admin.port = admin.port
+        if let adminTokenFile {
+            guard let text = try? String(contentsOfFile: adminTokenFile, encoding: .utf8),
+                  !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                FileHandle.standardError.write(Data("teal: cannot read an admin token from \(adminTokenFile)\n".utf8))
+                throw ExitCode(2)
+            }
+            options.admin.token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else if let token = ProcessInfo.processInfo.environment["TEAL_ADMIN_TOKEN"], !token.isEmpty {
+            options.admin.token = token
+        }
+        do {
+            try options.admin.validate()
+        } catch {
+            FileHandle.standardError.write(Data("teal: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
         options.statePath = state
         options.threads = threads
         let router: TealRouter
@@ -79,7 +100,7 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("teal: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        try await router.run()
+        try await router.run(admin: options.admin)
     }
 }
 

@@ -1,0 +1,156 @@
+import Foundation
+import TealCore
+
+/// What the admin API needs from the running router. `TealServer` implements it over the routing
+/// and release controllers, so this module stays free of the server's wiring.
+public protocol AdminBackend: Sendable {
+    func routes() -> [RouteView]
+    func route(named name: String) -> RouteView?
+    func setSplit(_ split: Split, route: String) async throws(AdminError)
+    func startRollout(route: String, request: RolloutRequest) async throws(AdminError) -> RolloutView
+    func rollout(route: String) throws(AdminError) -> RolloutView
+    func rolloutAction(_ action: String, route: String, by who: String) async throws(AdminError) -> RolloutView
+    func events(route: String?, since: Date?) -> [EventView]
+}
+
+/// An error answer of the admin API: status and a message that names the problem.
+public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The HTTP status code (0 for errors that are not answers, like a refused configuration).
+    public let code: Int
+    public let message: String
+
+    public init(status code: Int, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public static func badRequest(_ message: String) -> AdminError { AdminError(status: 400, message: message) }
+    public static func notFound(_ message: String) -> AdminError { AdminError(status: 404, message: message) }
+    public static func conflict(_ message: String) -> AdminError { AdminError(status: 409, message: message) }
+
+    public var description: String { code == 0 ? message : "\(code): \(message)" }
+}
+
+/// One pool of a route, as the API shows it.
+public struct PoolView: Codable, Sendable, Equatable {
+    public var version: String?
+    public var instances: [InstanceView]
+    /// Requests per second over the last window, error rate (0...1) and p99 in milliseconds.
+    public var requestsPerSecond: Double
+    public var errorRate: Double
+    public var p99Milliseconds: Double?
+    /// Cumulative counts since the router started.
+    public var requests: UInt64
+    public var errors: UInt64
+
+    public init(version: String?, instances: [InstanceView], requestsPerSecond: Double, errorRate: Double,
+                p99Milliseconds: Double?, requests: UInt64, errors: UInt64) {
+        self.version = version
+        self.instances = instances
+        self.requestsPerSecond = requestsPerSecond
+        self.errorRate = errorRate
+        self.p99Milliseconds = p99Milliseconds
+        self.requests = requests
+        self.errors = errors
+    }
+}
+
+/// One instance and its health.
+public struct InstanceView: Codable, Sendable, Equatable {
+    public var address: String
+    public var healthy: Bool
+    public var ejected: Bool
+    public var lastProbeFailure: String?
+
+    public init(address: String, healthy: Bool, ejected: Bool, lastProbeFailure: String?) {
+        self.address = address
+        self.healthy = healthy
+        self.ejected = ejected
+        self.lastProbeFailure = lastProbeFailure
+    }
+}
+
+/// A route, as the API shows it.
+public struct RouteView: Codable, Sendable, Equatable {
+    public var name: String
+    public var host: String?
+    public var pathPrefix: String
+    public var split: SplitBody
+    public var blue: PoolView
+    public var green: PoolView?
+    public var rollout: String?
+
+    public init(name: String, host: String?, pathPrefix: String, split: SplitBody, blue: PoolView, green: PoolView?, rollout: String?) {
+        self.name = name
+        self.host = host
+        self.pathPrefix = pathPrefix
+        self.split = split
+        self.blue = blue
+        self.green = green
+        self.rollout = rollout
+    }
+}
+
+/// `{"blue": 2, "green": 4}`.
+public struct SplitBody: Codable, Sendable, Equatable {
+    public var blue: Int
+    public var green: Int
+
+    public init(blue: Int, green: Int) {
+        self.blue = blue
+        self.green = green
+    }
+}
+
+/// The body of `POST /v1/routes/{route}/rollout`: the green pool, and optionally a plan and
+/// policy that replace the route's.
+public struct RolloutRequest: Codable, Sendable, Equatable {
+    public struct Green: Codable, Sendable, Equatable {
+        public var version: String?
+        public var instances: [String]
+    }
+
+    public var green: Green?
+    /// Steps as `"2/4"` or `"25%"`.
+    public var steps: [String]?
+    /// Hold per step, like `"30s"`.
+    public var hold: String?
+    /// Error rate limit, 0...1.
+    public var maxErrorRate: Double?
+    public var minRequests: Int?
+    public var maxP99: String?
+}
+
+/// A release, as the API shows it.
+public struct RolloutView: Codable, Sendable, Equatable {
+    public var route: String
+    public var state: String
+    public var step: Int?
+    public var steps: [String]
+    public var split: SplitBody
+    public var reason: String?
+    public var greenVersion: String?
+
+    public init(route: String, state: String, step: Int?, steps: [String], split: SplitBody, reason: String?, greenVersion: String?) {
+        self.route = route
+        self.state = state
+        self.step = step
+        self.steps = steps
+        self.split = split
+        self.reason = reason
+        self.greenVersion = greenVersion
+    }
+}
+
+/// A journal entry.
+public struct EventView: Codable, Sendable, Equatable {
+    public var time: Date
+    public var route: String
+    public var text: String
+
+    public init(time: Date, route: String, text: String) {
+        self.time = time
+        self.route = route
+        self.text = text
+    }
+}

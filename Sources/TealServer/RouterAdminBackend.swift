@@ -1,0 +1,153 @@
+import Foundation
+import TealAdmin
+import TealConfig
+import TealCore
+import TealProxy
+
+/// The admin API's view of a running `TealRouter`.
+public struct RouterAdminBackend: AdminBackend {
+    let router: TealRouter
+
+    public init(router: TealRouter) {
+        self.router = router
+    }
+
+    public func routes() -> [RouteView] {
+        router.controller.routes.map(view)
+    }
+
+    public func route(named name: String) -> RouteView? {
+        router.controller.routes.first { $0.name == name }.map(view)
+    }
+
+    public func setSplit(_ split: Split, route: String) async throws(AdminError) {
+        if let state = router.releases.state(route: route), !state.isFinal {
+            throw .conflict("route \(route) has a release that is \(state.name); pause or abort it before setting the split by hand")
+        }
+        do {
+            try await router.controller.setSplit(split, route: route)
+        } catch .unknownRoute(let name) {
+            throw .notFound("no route named \(name)")
+        } catch {
+            throw .badRequest(error.description)
+        }
+    }
+
+    public func startRollout(route name: String, request: RolloutRequest) async throws(AdminError) -> RolloutView {
+        guard let route = router.controller.routes.first(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
+        var policy = route.rollout ?? RolloutPolicy(steps: [PlanStep(split: Split(blue: 1, green: 1)!), PlanStep(split: Split(blue: 0, green: 1)!)])
+        if let steps = request.steps {
+            guard !steps.isEmpty else { throw .badRequest("field steps must not be empty") }
+            var parsed: [PlanStep] = []
+            for (index, text) in steps.enumerated() {
+                guard let split = Split(parsing: text) else { throw .badRequest("field steps[\(index)]: \"\(text)\" is not B/G, e.g. 2/4, or a green percentage, e.g. 25%") }
+                parsed.append(PlanStep(split: split))
+            }
+            policy.steps = parsed
+        }
+        if let hold = request.hold {
+            guard let duration = parseDuration(hold) else { throw .badRequest("field hold: \"\(hold)\" is not a duration, e.g. 30s") }
+            policy.hold = duration
+        }
+        if let rate = request.maxErrorRate {
+            guard (0...1).contains(rate) else { throw .badRequest("field maxErrorRate must be between 0 and 1") }
+            policy.rollback.maxErrorRate = rate
+        }
+        if let minimum = request.minRequests {
+            guard minimum >= 1 else { throw .badRequest("field minRequests must be at least 1") }
+            policy.rollback.minRequests = minimum
+        }
+        if let p99 = request.maxP99 {
+            guard let duration = parseDuration(p99) else { throw .badRequest("field maxP99: \"\(p99)\" is not a duration, e.g. 800ms") }
+            policy.rollback.maxP99 = duration
+        }
+        var green = route.green
+        if let body = request.green {
+            var instances: [InstanceAddress] = []
+            for (index, text) in body.instances.enumerated() {
+                guard let address = InstanceAddress(parsing: text) else {
+                    throw .badRequest("field green.instances[\(index)]: \"\(text)\" is not host:port, e.g. 127.0.0.1:9201")
+                }
+                instances.append(address)
+            }
+            green = PoolSpec(version: body.version, instances: instances)
+        }
+        guard let green, !green.instances.isEmpty else {
+            throw .badRequest("missing field green: the route has no green pool; give green.instances")
+        }
+        do {
+            try await router.releases.start(ReleaseSpec(route: name, green: green, policy: policy))
+        } catch {
+            throw map(error)
+        }
+        return try rollout(route: name)
+    }
+
+    public func rollout(route name: String) throws(AdminError) -> RolloutView {
+        guard let route = router.controller.routes.first(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
+        guard let state = router.releases.state(route: name), let spec = router.releases.spec(route: name) else {
+            throw .notFound("route \(name) has no release")
+        }
+        var reason: String?
+        switch state {
+        case .rolledBack(let why, _): reason = why.description
+        case .aborted(let why, _): reason = why
+        default: break
+        }
+        return RolloutView(route: name, state: state.name, step: router.releases.step(route: name).map { $0 + 1 },
+                           steps: spec.policy.steps.map(\.description), split: SplitBody(blue: route.split.blue, green: route.split.green),
+                           reason: reason, greenVersion: spec.green.version)
+    }
+
+    public func rolloutAction(_ action: String, route name: String, by who: String) async throws(AdminError) -> RolloutView {
+        guard router.controller.routes.contains(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
+        let event: RolloutMachine.Event = switch action {
+        case "promote": .promote(by: who)
+        case "pause": .pause(by: who)
+        case "resume": .resume(by: who)
+        default: .abort(reason: "requested", by: who)
+        }
+        do {
+            try await router.releases.send(event, route: name)
+        } catch {
+            throw map(error)
+        }
+        return try rollout(route: name)
+    }
+
+    public func events(route: String?, since: Date?) -> [EventView] {
+        router.releases.events(route: route)
+            .filter { since == nil || $0.time >= since! }
+            .map { EventView(time: $0.time, route: $0.route, text: $0.text) }
+    }
+
+    private func map(_ error: ReleaseError) -> AdminError {
+        switch error {
+        case .unknownRoute(let name): .notFound("no route named \(name)")
+        case .noRelease(let name): .conflict("route \(name) has no release")
+        case .alreadyRunning, .refused: .conflict(error.description)
+        case .routing(let routing): .badRequest(routing.description)
+        }
+    }
+
+    private func view(_ route: Route) -> RouteView {
+        func pool(_ color: PoolColor) -> PoolView {
+            let spec = route.pool(color)
+            let now = ContinuousClock.now
+            let instances = spec.instances.map { address in
+                let health = router.controller.health(route: route.name, instance: address)
+                return InstanceView(address: address.description, healthy: health?.isAvailable(at: now) ?? false,
+                                    ejected: health?.isEjected(at: now) ?? false, lastProbeFailure: health?.lastProbeFailure)
+            }
+            let total = router.controller.statistics(route: route.name, pool: color) ?? PoolStatistics()
+            let (recent, span) = router.controller.recentTraffic(route: route.name, pool: color) ?? (PoolStatistics(), .seconds(10))
+            let seconds = Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18
+            let p99 = recent.latency(quantile: 0.99).map { Double($0.components.attoseconds) / 1e15 + Double($0.components.seconds) * 1000 }
+            return PoolView(version: spec.version, instances: instances, requestsPerSecond: Double(recent.requests) / seconds,
+                            errorRate: recent.errorRate, p99Milliseconds: p99, requests: total.requests, errors: total.errors)
+        }
+        return RouteView(name: route.name, host: route.match.host?.description, pathPrefix: route.match.effectivePathPrefix,
+                         split: SplitBody(blue: route.split.blue, green: route.split.green), blue: pool(.blue),
+                         green: route.green == nil ? nil : pool(.green), rollout: router.releases.state(route: route.name)?.name)
+    }
+}
