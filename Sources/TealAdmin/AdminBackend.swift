@@ -108,6 +108,11 @@ public struct RolloutRequest: Codable, Sendable, Equatable {
     public struct Green: Codable, Sendable, Equatable {
         public var version: String?
         public var instances: [String]
+
+        public init(version: String?, instances: [String]) {
+            self.version = version
+            self.instances = instances
+        }
     }
 
     public var green: Green?
@@ -119,6 +124,12 @@ public struct RolloutRequest: Codable, Sendable, Equatable {
     public var maxErrorRate: Double?
     public var minRequests: Int?
     public var maxP99: String?
+
+    public init(green: Green? = nil, steps: [String]? = nil, hold: String? = nil) {
+        self.green = green
+        self.steps = steps
+        self.hold = hold
+    }
 }
 
 /// A release, as the API shows it.

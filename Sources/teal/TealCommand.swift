@@ -12,7 +12,7 @@ struct TealCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "teal",
         abstract: "Teal: a blue-green traffic router.",
-        subcommands: [Serve.self, DemoCommand.self, DemoBackendCommand.self])
+        subcommands: [Serve.self, DemoCommand.self, DemoBackendCommand.self, RoutesCommand.self, SplitCommand.self, RolloutCommand.self])
 }
 
 /// `HOST:PORT` as an argument.

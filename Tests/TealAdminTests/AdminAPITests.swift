@@ -30,6 +30,7 @@ struct AdminHarness {
     }
 
     func run(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        // Each harness runs once; the router is shut down at the end.
         let app = Application(router: AdminServer.router(backend: RouterAdminBackend(router: router), token: token))
         try await app.test(.router) { client in try await body(client) }
         await router.shutdown()
