@@ -11,6 +11,31 @@ public protocol AdminBackend: Sendable {
     func rollout(route: String) throws(AdminError) -> RolloutView
     func rolloutAction(_ action: String, route: String, by who: String) async throws(AdminError) -> RolloutView
     func events(route: String?, since: Date?) -> [EventView]
+    /// A firing alert names `route`: roll its release back. Returns what was done.
+    func alert(route: String, name: String) async -> String
+}
+
+/// Alertmanager's webhook payload (the fields Teal reads).
+public struct AlertmanagerPayload: Codable, Sendable {
+    public struct Alert: Codable, Sendable {
+        public var status: String
+        public var labels: [String: String]
+    }
+
+    public var alerts: [Alert]
+}
+
+/// What `POST /v1/alerts` did with each firing alert that named a route.
+public struct AlertResult: Codable, Sendable, Equatable {
+    public var route: String
+    public var alert: String
+    public var result: String
+
+    public init(route: String, alert: String, result: String) {
+        self.route = route
+        self.alert = alert
+        self.result = result
+    }
 }
 
 /// An error answer of the admin API: status and a message that names the problem.

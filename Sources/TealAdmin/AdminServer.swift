@@ -29,7 +29,10 @@ public struct AdminConfiguration: Sendable {
 /// The admin HTTP API (JSON) on its own listener: routes, splits, releases and the journal.
 public enum AdminServer {
     /// Builds the router of the API over `backend`; `buildApplication` serves it.
-    public static func router(backend: any AdminBackend, token: String?) -> Router<BasicRequestContext> {
+    /// The alert label that names the route to roll back.
+    public static let defaultRouteLabel = "teal_route"
+
+    public static func router(backend: any AdminBackend, token: String?, routeLabel: String = defaultRouteLabel) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in "ok\n" }
         let v1 = router.group("v1").add(middleware: BearerTokenMiddleware(token: token))
@@ -76,6 +79,16 @@ public enum AdminServer {
                 since = date
             }
             return try json(backend.events(route: route, since: since))
+        }
+        v1.post("alerts") { request, _ in
+            let payload = try await decode(AlertmanagerPayload.self, from: request)
+            var results: [AlertResult] = []
+            for alert in payload.alerts where alert.status == "firing" {
+                guard let route = alert.labels[routeLabel] else { continue }
+                let name = alert.labels["alertname"] ?? "unnamed alert"
+                results.append(AlertResult(route: route, alert: name, result: await backend.alert(route: route, name: name)))
+            }
+            return try json(results)
         }
         return router
     }

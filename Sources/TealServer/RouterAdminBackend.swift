@@ -121,6 +121,18 @@ public struct RouterAdminBackend: AdminBackend {
             .map { EventView(time: $0.time, route: $0.route, text: $0.text) }
     }
 
+    public func alert(route: String, name: String) async -> String {
+        guard let state = router.releases.state(route: route), !state.isFinal else {
+            return "ignored: route \(route) has no running release"
+        }
+        do {
+            try await router.releases.send(.alert(name: name), route: route)
+        } catch {
+            return "refused: \(error)"
+        }
+        return router.releases.state(route: route)?.name ?? "unknown"
+    }
+
     private func map(_ error: ReleaseError) -> AdminError {
         switch error {
         case .unknownRoute(let name): .notFound("no route named \(name)")

@@ -165,6 +165,35 @@ struct AdminAPITests {
         }
     }
 
+    @Test("an Alertmanager webhook with a firing alert naming the route rolls its release back")
+    func alertmanager() async throws {
+        let harness = try await AdminHarness()
+        try await harness.run { client in
+            let payload = """
+                {"version": "4", "status": "firing", "receiver": "teal", "alerts": [
+                  {"status": "firing", "labels": {"alertname": "HighErrorRate", "teal_route": "shop"}, "annotations": {}},
+                  {"status": "resolved", "labels": {"alertname": "Old", "teal_route": "shop"}},
+                  {"status": "firing", "labels": {"alertname": "Unrelated"}}]}
+                """
+            try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: AdminHarness.json(payload)) {
+                #expect($0.status == .ok)
+                #expect($0.text.contains("no running release"))
+            }
+            try await client.execute(uri: "/v1/routes/shop/rollout", method: .post, headers: harness.auth) { #expect($0.status == .created) }
+            try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: AdminHarness.json(payload)) { response in
+                #expect(response.status == .ok)
+                let results = try JSONDecoder().decode([AlertResult].self, from: Data(buffer: response.body))
+                #expect(results == [AlertResult(route: "shop", alert: "HighErrorRate", result: "rolled-back")])
+            }
+            #expect(harness.router.controller.routes[0].split == .allBlue)
+            #expect(harness.router.releases.events(route: "shop").contains { $0.text == "rolled back: alert HighErrorRate fired" })
+            try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: AdminHarness.json("{\"alerts\": 3}")) {
+                #expect($0.status == .badRequest)
+                #expect($0.text.contains("field alerts must be a list"))
+            }
+        }
+    }
+
     @Test("without a token the admin API refuses a non-loopback address, and says why")
     func nonLoopbackRefusal() {
         #expect(throws: AdminError.self) { try AdminConfiguration(host: "0.0.0.0", port: 9901).validate() }
