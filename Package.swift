@@ -47,6 +47,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            resources: [.copy("openapi.yaml")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -77,7 +78,8 @@ let package = Package(
         .testTarget(name: "TealConfigTests", dependencies: ["TealConfig"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TealAdminTests",
-            dependencies: ["TealAdmin", "TealServer", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: ["TealAdmin", "TealServer", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

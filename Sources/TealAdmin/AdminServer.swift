@@ -29,6 +29,13 @@ public struct AdminConfiguration: Sendable {
 /// The admin HTTP API (JSON) on its own listener: routes, splits, releases and the journal.
 public enum AdminServer {
     /// Builds the router of the API over `backend`; `buildApplication` serves it.
+    /// The OpenAPI 3 document of this API (`Sources/TealAdmin/openapi.yaml`).
+    public static let openAPIDocument: String = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+              let text = try? String(contentsOf: url, encoding: .utf8) else { return "" }
+        return text
+    }()
+
     /// The alert label that names the route to roll back.
     public static let defaultRouteLabel = "teal_route"
 
@@ -36,6 +43,9 @@ public enum AdminServer {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in "ok\n" }
         let v1 = router.group("v1").add(middleware: BearerTokenMiddleware(token: token))
+        v1.get("openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: openAPIDocument)))
+        }
         v1.get("routes") { _, _ in try json(backend.routes()) }
         v1.get("routes/:route") { _, context in
             let name = try context.parameters.require("route")
