@@ -6,6 +6,8 @@ import TealProxy
 
 /// Runs active health probes against every instance of every route (each instance on its own
 /// interval), feeds the results to the `RoutingController`, and ends passive ejections on time.
+/// Follows route changes: a green pool registered for a release gets probes within a second, and
+/// the probes of an instance that left its route stop.
 public struct HealthChecker: Service {
     private let controller: RoutingController
     private let group: any EventLoopGroup
@@ -28,17 +30,33 @@ public struct HealthChecker: Service {
                     try? await Task.sleep(for: .milliseconds(250))
                 }
             }
-            for route in controller.routes where route.health.enabled {
-                for address in route.blue.instances + route.pool(.green).instances {
-                    tasks.addTask { await probeLoop(route: route.name, address: address, spec: route.health) }
+            var probed: Set<String> = []
+            while !Task.isCancelled {
+                var current: Set<String> = []
+                for route in controller.routes where route.health.enabled {
+                    for address in route.blue.instances + route.pool(.green).instances {
+                        let key = "\(route.name) \(address)"
+                        current.insert(key)
+                        if !probed.contains(key) {
+                            tasks.addTask { await probeLoop(route: route.name, address: address, spec: route.health) }
+                        }
+                    }
                 }
+                probed = current
+                try? await Task.sleep(for: .seconds(1))
             }
-            await tasks.waitForAll()
+            tasks.cancelAll()
         }
     }
 
+    /// Whether `address` still belongs to `route` (its probes stop when it does not).
+    private func isMember(_ address: InstanceAddress, of route: String) -> Bool {
+        guard let route = controller.routes.first(where: { $0.name == route }), route.health.enabled else { return false }
+        return route.blue.instances.contains(address) || route.pool(.green).instances.contains(address)
+    }
+
     private func probeLoop(route: String, address: InstanceAddress, spec: HealthCheckSpec) async {
-        while !Task.isCancelled {
+        while !Task.isCancelled && isMember(address, of: route) {
             let eventLoop = group.next()
             let result = (try? await HTTPProbe.send(path: spec.path, to: address, timeout: spec.timeout, on: eventLoop).get())
                 ?? ProbeResult(failure: "probe failed")

@@ -123,6 +123,26 @@ extension LiveTests {
             await fixture.stop()
         }
 
+        @Test("active probes follow route changes: a green pool registered later is probed")
+        func probesFollowNewPools() async throws {
+            let fixture = try await LiveFixture.start(blue: ["blue-1"], edit: { route in
+                route.health.interval = .milliseconds(50)
+                route.health.timeout = .milliseconds(50)
+                route.health.fall = 1
+            }, activeHealthChecks: true)
+            let dead = InstanceAddress(host: "127.0.0.1", port: try refusedPort())
+            try await Task.sleep(for: .milliseconds(300))  // the checker has started and scanned the routes
+            try await fixture.router.controller.setGreen(PoolSpec(version: "2", instances: [dead]), route: "live")
+            var down = false
+            for _ in 0..<40 where !down {
+                try await Task.sleep(for: .milliseconds(100))
+                down = fixture.router.controller.health(route: "live", instance: dead)?.probeUp == false
+            }
+            #expect(down, "the new green instance was never probed")
+            #expect(fixture.router.controller.health(route: "live", instance: dead)?.lastProbeFailure != nil)
+            await fixture.stop()
+        }
+
         @Test("an instance slower than the response timeout: 504 upstream-timeout")
         func responseTimeout() async throws {
             let fixture = try await LiveFixture.start(backendOptions: { $0.latency = .seconds(3) },
