@@ -99,29 +99,26 @@ public struct PoolStatistics: Sendable, Hashable {
 
     /// The counts that happened after `earlier` (a snapshot of the same counters taken before).
     public func subtracting(_ earlier: PoolStatistics) -> PoolStatistics {
-        var window = PoolStatistics()
-        window.requests = requests &- earlier.requests
-        window.serverErrors = serverErrors &- earlier.serverErrors
-        window.connectErrors = connectErrors &- earlier.connectErrors
-        window.timeouts = timeouts &- earlier.timeouts
-        window.invalidResponses = invalidResponses &- earlier.invalidResponses
-        window.noHealthyInstance = noHealthyInstance &- earlier.noHealthyInstance
-        for index in latencyBuckets.indices {
-            window.latencyBuckets[index] = latencyBuckets[index] &- earlier.latencyBuckets[index]
-        }
-        return window
+        combined(with: earlier, &-)
     }
 
     /// The sum of two sets of counts.
     public func adding(_ other: PoolStatistics) -> PoolStatistics {
-        var sum = self
-        sum.requests &+= other.requests
-        sum.serverErrors &+= other.serverErrors
-        sum.connectErrors &+= other.connectErrors
-        sum.timeouts &+= other.timeouts
-        sum.invalidResponses &+= other.invalidResponses
-        sum.noHealthyInstance &+= other.noHealthyInstance
-        for index in latencyBuckets.indices { sum.latencyBuckets[index] &+= other.latencyBuckets[index] }
-        return sum
+        combined(with: other, &+)
+    }
+
+    /// Every counter of `self` combined with the same counter of `other` by `operation`.
+    private func combined(with other: PoolStatistics, _ operation: (UInt64, UInt64) -> UInt64) -> PoolStatistics {
+        var result = PoolStatistics()
+        result.requests = operation(requests, other.requests)
+        result.serverErrors = operation(serverErrors, other.serverErrors)
+        result.connectErrors = operation(connectErrors, other.connectErrors)
+        result.timeouts = operation(timeouts, other.timeouts)
+        result.invalidResponses = operation(invalidResponses, other.invalidResponses)
+        result.noHealthyInstance = operation(noHealthyInstance, other.noHealthyInstance)
+        for index in latencyBuckets.indices {
+            result.latencyBuckets[index] = operation(latencyBuckets[index], other.latencyBuckets[index])
+        }
+        return result
     }
 }

@@ -66,9 +66,6 @@ final class LoopContext: @unchecked Sendable {
         handler.registryIndex = -1
     }
 
-    /// Client connections open on this loop.
-    var clientConnections: Int { handlers.count }
-
     private func sweep() {
         coarseNow = .now()
         var index = 0

@@ -372,9 +372,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         state = .forwarding
         connection.send(head: requestHead, for: self, isHead: exchange.isHead)
         upstreamNeedsFlush = true
-        if exchange.requestDone, let timeout = exchange.route?.upstream.responseTimeout {
-            setDeadline(.response, after: TimeAmount(timeout))
-        }
+        if exchange.requestDone { armResponseDeadline() }
     }
 
     /// Moves request body bytes from the client to the upstream; returns whether it made progress
@@ -396,9 +394,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         if exchange.body.isDone {
             exchange.requestDone = true
-            if !exchange.responseStarted, let timeout = exchange.route?.upstream.responseTimeout {
-                setDeadline(.response, after: TimeAmount(timeout))
-            }
+            if !exchange.responseStarted { armResponseDeadline() }
         }
         return false
     }
@@ -419,7 +415,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             exchange.closeAfter = true
         }
         writeResponseHead(head, bytes: bytes, close: exchange.closeAfter)
-        if let timeout = exchange.route?.upstream.responseTimeout { setDeadline(.response, after: TimeAmount(timeout)) }
+        armResponseDeadline()
     }
 
     func upstreamResponseBody(_ bytes: ByteBuffer) {
@@ -432,7 +428,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             context?.write(wrapOutboundOut(bytes), promise: nil)
         }
         clientNeedsFlush = true
-        if let timeout = exchange.route?.upstream.responseTimeout { setDeadline(.response, after: TimeAmount(timeout)) }
+        armResponseDeadline()
     }
 
     func upstreamResponseEnd(from connection: UpstreamConnection, reusable: Bool) {
@@ -647,6 +643,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     private func setDeadline(_ kind: DeadlineKind, after timeout: TimeAmount) {
         deadlineKind = kind
         deadline = loop.coarseNow + timeout
+    }
+
+    /// The upstream must answer (or send more of its answer) within the route's response timeout.
+    private func armResponseDeadline() {
+        guard let timeout = exchange.route?.upstream.responseTimeout else { return }
+        setDeadline(.response, after: TimeAmount(timeout))
     }
 
     /// Called by the loop's sweep when `deadline` has passed.

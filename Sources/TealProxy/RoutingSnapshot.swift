@@ -90,7 +90,6 @@ public final class RoutingSnapshot: Sendable {
     /// A snapshot with no routes: every request gets 404.
     public static let empty = RoutingSnapshot(routes: [], matches: [], generation: 0)
 
-    public func route(named name: String) -> RouteRuntime? { routes.first { $0.name == name } }
 }
 
 /// Told about live-traffic failures and recoveries so passive health checking can eject

@@ -95,8 +95,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
 
     func close() {
         reusable = false
-        guard let context, case let phase = phase, !isClosed(phase) else { return }
-        context.close(promise: nil)
+        if case .closed = phase { return }
+        context?.close(promise: nil)
     }
 
     /// The client can take bytes again: let reads through.
@@ -104,11 +104,6 @@ final class UpstreamConnection: ChannelDuplexHandler {
         guard readPending, let context else { return }
         readPending = false
         context.read()
-    }
-
-    private func isClosed(_ phase: Phase) -> Bool {
-        if case .closed = phase { return true }
-        return false
     }
 
     // MARK: Channel events

@@ -38,21 +38,14 @@ public final class DemoBackend: Sendable {
     private let group: any EventLoopGroup
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
     private let connections = Atomic<Int>(0)
-    private let errorRate: Atomic<UInt64>
 
     public init(options: Options, group: any EventLoopGroup) {
         self.options = options
         self.group = group
-        self.errorRate = Atomic(options.errorRate.bitPattern)
     }
 
     /// Connections accepted so far.
     public var acceptedConnections: Int { connections.load(ordering: .relaxed) }
-
-    /// Changes the error rate at run time (the demo uses it).
-    public func setErrorRate(_ rate: Double) { errorRate.store(rate.bitPattern, ordering: .relaxed) }
-
-    var currentErrorRate: Double { Double(bitPattern: errorRate.load(ordering: .relaxed)) }
 
     /// Binds and starts serving; returns the bound address.
     @discardableResult
@@ -155,7 +148,8 @@ private final class DemoBackendHandler: ChannelInboundHandler, RemovableChannelH
         headers.add(name: "X-Body-Bytes", value: String(bodyBytes))
         headers.add(name: "X-Body-Checksum", value: String(checksum, radix: 16))
         headers.add(name: "Content-Type", value: "text/plain")
-        let failing = request.uri != "/healthz" && backend.currentErrorRate > 0 && Double.random(in: 0..<1) < backend.currentErrorRate
+        let failing = request.uri != "/healthz" && backend.options.errorRate > 0
+            && Double.random(in: 0..<1) < backend.options.errorRate
         var body: String
         if request.uri == "/healthz" {
             body = "ok\n"
