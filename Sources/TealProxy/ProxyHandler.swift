@@ -653,6 +653,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Called by the loop's sweep when `deadline` has passed.
     func deadlinePassed() {
+        // Cleared first: handling the timeout may set the next deadline (an error answer on a
+        // keep-alive connection goes back to idle with an idle deadline).
+        deadline = .distantFuture
         switch state {
         case .closed:
             return
@@ -671,7 +674,6 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .tunnel:
             break
         }
-        deadline = .distantFuture
     }
 }
 

@@ -154,6 +154,18 @@ extension LiveTests {
             await fixture.stop()
         }
 
+        @Test("after a 504 the keep-alive connection still closes when idle")
+        func idleDeadlineAfterTimeout() async throws {
+            let fixture = try await LiveFixture.start(backendOptions: { $0.latency = .seconds(3) },
+                                                      edit: { $0.upstream.responseTimeout = .milliseconds(300) },
+                                                      configure: { $0.clientIdleTimeout = .milliseconds(500) })
+            let connection = try fixture.connect(timeout: 3)
+            try connection.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(try connection.readResponse().status == 504)
+            #expect(connection.closesConnection())
+            await fixture.stop()
+        }
+
         @Test("an invalid upstream response: 502 upstream-invalid-response")
         func invalidResponse() async throws {
             let canned = try await CannedUpstream(reply: "HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n")
