@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
         .target(name: "TealCore", swiftSettings: swiftSettings),
@@ -37,6 +39,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -45,6 +48,8 @@ let package = Package(
             dependencies: [
                 "TealCore", "TealProxy",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("openapi.yaml")],
@@ -74,6 +79,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Helpers of the live tests: free ports, the `teal` binary as a child process.
+        .target(name: "TealTestSupport", path: "Tests/TealTestSupport", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TealCLITests",
+            dependencies: ["TealTestSupport", "TealServer", "TealAdmin", "TealCore",
+                           .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "TealCoreTests", dependencies: ["TealCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TealConfigTests", dependencies: ["TealConfig"], swiftSettings: swiftSettings),
         .testTarget(
@@ -85,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "TealProxyTests",
             dependencies: [
-                "TealProxy", "TealServer",
+                "TealProxy", "TealServer", "TealTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -6,13 +6,16 @@ import TealCore
 public protocol AdminBackend: Sendable {
     func routes() -> [RouteView]
     func route(named name: String) -> RouteView?
-    func setSplit(_ split: Split, route: String) async throws(AdminError)
-    func startRollout(route: String, request: RolloutRequest) async throws(AdminError) -> RolloutView
+    /// `who` names the requester; its first word is the journal's source (`api`, `cli`).
+    func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError)
+    func startRollout(route: String, request: RolloutRequest, by who: String) async throws(AdminError) -> RolloutView
     func rollout(route: String) throws(AdminError) -> RolloutView
     func rolloutAction(_ action: String, route: String, by who: String) async throws(AdminError) -> RolloutView
     func events(route: String?, since: Date?) -> [EventView]
     /// A firing alert names `route`: roll its release back. Returns what was done.
     func alert(route: String, name: String) async -> String
+    /// The Prometheus text exposition of the router's metrics.
+    func metrics() async -> [UInt8]
 }
 
 /// Alertmanager's webhook payload (the fields Teal reads).
@@ -178,15 +181,5 @@ public struct RolloutView: Codable, Sendable, Equatable {
     }
 }
 
-/// A journal entry.
-public struct EventView: Codable, Sendable, Equatable {
-    public var time: Date
-    public var route: String
-    public var text: String
-
-    public init(time: Date, route: String, text: String) {
-        self.time = time
-        self.route = route
-        self.text = text
-    }
-}
+/// An entry of the journal as the API shows it.
+public typealias EventView = JournalEntry

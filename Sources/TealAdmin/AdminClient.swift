@@ -6,6 +6,8 @@ import FoundationNetworking
 /// A client of the admin API, as the `teal` commands use it: address from `--admin` or
 /// `TEAL_ADMIN`, token from `TEAL_ADMIN_TOKEN`; server errors come back as the server gave them.
 public struct AdminClient: Sendable {
+    /// Sent as User-Agent; the server journals requests carrying it as coming from the CLI.
+    public static let userAgent = "teal-cli"
     public let base: URL
     public let token: String?
 
@@ -29,7 +31,7 @@ public struct AdminClient: Sendable {
         request.httpMethod = method
         request.timeoutInterval = 30
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        request.setValue("teal-cli", forHTTPHeaderField: "User-Agent")
+        request.setValue(Self.userAgent, forHTTPHeaderField: "User-Agent")
         if let body {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.httpBody = try? JSONEncoder().encode(body)

@@ -9,11 +9,15 @@ public struct AdminConfiguration: Sendable {
     public var port = 9901
     /// Bearer token required on every `/v1` endpoint when set.
     public var token: String?
+    /// The Alertmanager label whose value names the route a firing alert rolls back.
+    public var alertRouteLabel = AdminServer.defaultRouteLabel
 
-    public init(host: String = "127.0.0.1", port: Int = 9901, token: String? = nil) {
+    public init(host: String = "127.0.0.1", port: Int = 9901, token: String? = nil,
+                alertRouteLabel: String = AdminServer.defaultRouteLabel) {
         self.host = host
         self.port = port
         self.token = token
+        self.alertRouteLabel = alertRouteLabel
     }
 
     /// Refuses a listener that anyone on the network could reach without a token.
@@ -42,6 +46,10 @@ public enum AdminServer {
     public static func router(backend: any AdminBackend, token: String?, routeLabel: String = defaultRouteLabel) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: await backend.metrics())))
+        }
         let v1 = router.group("v1").add(middleware: BearerTokenMiddleware(token: token))
         v1.get("openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: openAPIDocument)))
@@ -58,14 +66,14 @@ public enum AdminServer {
             guard let split = Split(blue: body.blue, green: body.green) else {
                 throw AdminError.badRequest("split \(body.blue)/\(body.green) is not valid: weights are 0...\(Split.maxWeight) and not both 0")
             }
-            try await backend.setSplit(split, route: name)
+            try await backend.setSplit(split, route: name, by: requester(request))
             guard let route = backend.route(named: name) else { throw AdminError.notFound("no route named \(name)") }
             return try json(route)
         }
         v1.post("routes/:route/rollout") { request, context in
             let name = try context.parameters.require("route")
             let body = try await decode(RolloutRequest.self, from: request, allowEmpty: true)
-            return try json(try await backend.startRollout(route: name, request: body), status: .created)
+            return try json(try await backend.startRollout(route: name, request: body, by: requester(request)), status: .created)
         }
         v1.get("routes/:route/rollout") { _, context in
             try json(try backend.rollout(route: try context.parameters.require("route")))
@@ -76,8 +84,7 @@ public enum AdminServer {
             guard ["promote", "pause", "resume", "abort"].contains(action) else {
                 throw AdminError.notFound("no rollout action \(action); expected promote, pause, resume or abort")
             }
-            let who = request.headers[.userAgent].map { "api (\($0))" } ?? "api"
-            return try json(try await backend.rolloutAction(action, route: name, by: who))
+            return try json(try await backend.rolloutAction(action, route: name, by: requester(request)))
         }
         v1.get("events") { request, _ in
             let route = request.uri.queryParameters.get("route")
@@ -103,11 +110,18 @@ public enum AdminServer {
         return router
     }
 
+    /// Who sent an API request, as the journal names it: `cli` for the `teal` command (its
+    /// User-Agent is teal-cli), else `api` with the User-Agent.
+    static func requester(_ request: Request) -> String {
+        guard let agent = request.headers[.userAgent] else { return "api" }
+        return agent.hasPrefix(AdminClient.userAgent) ? "cli" : "api (\(agent))"
+    }
+
     /// The admin application on `configuration`'s address.
     public static func application(backend: any AdminBackend, configuration: AdminConfiguration,
                                    logger: Logger) throws(AdminError) -> some ApplicationProtocol {
         try configuration.validate()
-        return Application(router: router(backend: backend, token: configuration.token),
+        return Application(router: router(backend: backend, token: configuration.token, routeLabel: configuration.alertRouteLabel),
                            configuration: .init(address: .hostname(configuration.host, port: configuration.port),
                                                 serverName: "teal-admin"),
                            logger: logger)

@@ -61,3 +61,52 @@ public final class TrafficRecorder: Sendable {
         return stats
     }
 }
+
+/// Cumulative answers of one instance by status class (1xx … 5xx), sharded like
+/// `TrafficRecorder` so event loops never write the same cache line.
+public final class StatusClassCounter: Sendable {
+    /// Number of classes: 1xx, 2xx, 3xx, 4xx, 5xx.
+    public static let classCount = 5
+    // 8 × 8 bytes: one cache line a shard, padded to two so neighbours never share one.
+    private static let shardStride = 16
+    private nonisolated(unsafe) let counters: UnsafeMutablePointer<Atomic<UInt64>>
+    public let shardCount: Int
+
+    public init(shards: Int) {
+        precondition(shards > 0)
+        shardCount = shards
+        counters = .allocate(capacity: shards * Self.shardStride)
+        for index in 0..<shards * Self.shardStride { (counters + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        counters.deinitialize(count: shardCount * Self.shardStride)
+        counters.deallocate()
+    }
+
+    /// The class index of a status code: 0 for 1xx … 4 for 5xx (out-of-range codes clamp).
+    @inline(__always)
+    public static func classIndex(status: Int) -> Int {
+        min(max(status / 100, 1), 5) - 1
+    }
+
+    /// The label of a class index: "1xx" … "5xx".
+    public static func label(ofClass index: Int) -> String { "\(index + 1)xx" }
+
+    /// Counts one answer with `status` in `shard`.
+    @inline(__always)
+    public func record(shard: Int, status: Int) {
+        counters[(shard % shardCount) * Self.shardStride + Self.classIndex(status: status)].wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// The counts per class since the counter was made, summed over shards.
+    public func snapshot() -> [UInt64] {
+        var totals = [UInt64](repeating: 0, count: Self.classCount)
+        for shard in 0..<shardCount {
+            for index in 0..<Self.classCount {
+                totals[index] &+= counters[shard * Self.shardStride + index].load(ordering: .relaxed)
+            }
+        }
+        return totals
+    }
+}

@@ -279,7 +279,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         let pool = route.pool(exchange.color)
         guard !pool.available.isEmpty else {
-            record(.noHealthyInstance)
+            record(.noHealthyInstance, clientStatus: ProxyError.noHealthyInstance.status)
             return .reject(.noHealthyInstance, close: closeOnError, headLength: end)
         }
         exchange.instance = pool.available[pool.rotation.next(count: pool.available.count)]
@@ -437,7 +437,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         connection.client = nil
         writePendingResponseHead()
         if reusable && exchange.requestDone { loop.connections.release(connection) } else { connection.close() }
-        record(.response(status: exchange.status))
+        record(.response(status: exchange.status), clientStatus: exchange.status)
         reportSuccess()
         finishExchange()
     }
@@ -448,7 +448,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         exchange.headLatency = elapsed()
         writeResponseHead(head, bytes: bytes, close: false)
         writePendingResponseHead()
-        record(.response(status: 101))
+        record(.response(status: 101), clientStatus: 101)
         state = .tunnel
         setDeadline(.idle, after: .hours(24 * 365))
         if inbound.readableBytes > 0 {
@@ -534,7 +534,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Ends the exchange with an error of Teal's: an error answer when none has started, else
     /// the client connection is closed (the only way to signal a cut-off response).
     private func failExchange(_ error: ProxyError, outcome: RequestOutcome?) {
-        if let outcome { record(outcome) }
+        if let outcome { record(outcome, clientStatus: exchange.responseStarted ? exchange.status : error.status) }
         if let upstream {
             self.upstream = nil
             upstream.client = nil
@@ -626,10 +626,15 @@ final class ProxyHandler: ChannelDuplexHandler {
         return now > start ? now - start : 0
     }
 
-    private func record(_ outcome: RequestOutcome) {
+    /// Counts a finished request in its pool's recorder and latency histogram, and in its
+    /// instance's answers by the status class the client got.
+    private func record(_ outcome: RequestOutcome, clientStatus: Int) {
         guard let route = exchange.route else { return }
         let latency = exchange.responseStarted ? exchange.headLatency : elapsed()
-        route.pool(exchange.color).recorder.record(shard: loop.index, outcome: outcome, latencyNanoseconds: latency)
+        let pool = route.pool(exchange.color)
+        pool.recorder.record(shard: loop.index, outcome: outcome, latencyNanoseconds: latency)
+        pool.latency?.recordNanoseconds(Int64(truncatingIfNeeded: latency))
+        exchange.instance?.answers.record(shard: loop.index, status: clientStatus)
     }
 
     private func reportSuccess() {

@@ -122,6 +122,21 @@ public final class ProxyServer: Sendable {
         return busy
     }
 
+    /// Open connections to each of these instances (keyed by `Upstream.id`), over all loops.
+    public func upstreamConnections(to upstreams: [Upstream]) async -> [Int: UpstreamConnectionCounts] {
+        var counts: [Int: UpstreamConnectionCounts] = [:]
+        for context in contexts {
+            let perLoop = (try? await context.eventLoop.submit {
+                upstreams.map { (id: $0.id, counts: context.connections.connections(to: $0.id)) }
+            }.get()) ?? []
+            for entry in perLoop {
+                let sum = counts[entry.id, default: UpstreamConnectionCounts(busy: 0, idle: 0)]
+                counts[entry.id] = UpstreamConnectionCounts(busy: sum.busy + entry.counts.busy, idle: sum.idle + entry.counts.idle)
+            }
+        }
+        return counts
+    }
+
     /// Closes the idle upstream connections to these instances on every loop.
     public func closeIdleUpstreamConnections(to upstreams: [Upstream]) async {
         let ids = Set(upstreams.map(\.id))
@@ -156,5 +171,18 @@ public final class ProxyServer: Sendable {
         for client in remaining { try? await client.close() }
         for context in contexts { try? await context.eventLoop.submit { context.stop() }.get() }
         logger.info("proxy stopped")
+    }
+}
+
+/// Open connections from the proxy to one instance.
+public struct UpstreamConnectionCounts: Sendable, Hashable {
+    /// Carrying a request, or being opened.
+    public var busy: Int
+    /// Kept for reuse.
+    public var idle: Int
+
+    public init(busy: Int, idle: Int) {
+        self.busy = busy
+        self.idle = idle
     }
 }

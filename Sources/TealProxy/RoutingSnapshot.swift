@@ -1,9 +1,11 @@
+import CoreMetrics
 import NIOCore
 import Synchronization
 import TealCore
 
-/// One upstream instance as the data plane sees it. Made once per address and kept across
-/// routing snapshots, so upstream connection pools and failure counts carry over.
+/// One upstream instance of one route as the data plane sees it. Made once per route and address
+/// and kept across routing snapshots, so upstream connection pools, failure counts and answer
+/// counts carry over.
 public final class Upstream: Sendable, CustomStringConvertible {
     public let address: InstanceAddress
     /// Unique in the process; keys the per-loop connection pools.
@@ -13,11 +15,14 @@ public final class Upstream: Sendable, CustomStringConvertible {
     /// Set after a failed request, cleared by the next success; lets the success path skip the
     /// health registry when nothing needs resetting.
     let hasFailures = Atomic<Bool>(false)
+    /// Answers the clients of this instance got, by status class.
+    public let answers: StatusClassCounter
 
     private static let nextID = Atomic<Int>(1)
 
-    public init(address: InstanceAddress) {
+    public init(address: InstanceAddress, shards: Int = 1) {
         self.address = address
+        self.answers = StatusClassCounter(shards: shards)
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.socketAddress = try? SocketAddress(ipAddress: address.host, port: address.port)
     }
@@ -35,15 +40,18 @@ public final class PoolRuntime: Sendable {
     public let available: [Upstream]
     public let rotation: InstanceRotation
     public let recorder: TrafficRecorder
+    /// The pool's latency histogram (time to the response head), when metrics are exported.
+    public let latency: CoreMetrics.Timer?
 
     public init(color: PoolColor, version: String?, all: [Upstream], available: [Upstream],
-                rotation: InstanceRotation, recorder: TrafficRecorder) {
+                rotation: InstanceRotation, recorder: TrafficRecorder, latency: CoreMetrics.Timer? = nil) {
         self.color = color
         self.version = version
         self.all = all
         self.available = available
         self.rotation = rotation
         self.recorder = recorder
+        self.latency = latency
     }
 }
 

@@ -93,10 +93,14 @@ final class UpstreamConnectionPool {
 
     /// Connections to these upstreams that are busy with a request or being opened.
     func busyConnections(to ids: Set<Int>) -> Int {
-        ids.reduce(0) { sum, id in
-            guard id < openByUpstream.count else { return sum }
-            return sum + openByUpstream[id] - (id < idle.count ? idle[id].count : 0)
-        }
+        ids.reduce(0) { sum, id in sum + connections(to: id).busy }
+    }
+
+    /// Open connections to one upstream: busy (a request in flight, or being opened) and idle.
+    func connections(to id: Int) -> UpstreamConnectionCounts {
+        let open = id < openByUpstream.count ? openByUpstream[id] : 0
+        let idle = id < idle.count ? idle[id].count : 0
+        return UpstreamConnectionCounts(busy: open - idle, idle: idle)
     }
 
     /// Closes the idle connections to these upstreams (a drained pool).

@@ -2,15 +2,9 @@ import Foundation
 import Logging
 import NIOCore
 import Synchronization
+import TealAdmin
 import TealCore
 import TealProxy
-
-/// An entry of the release journal: what happened to which route, when.
-public struct JournalEntry: Sendable, Hashable {
-    public let time: Date
-    public let route: String
-    public let text: String
-}
 
 /// Why a release request was refused.
 public enum ReleaseError: Error, Equatable, CustomStringConvertible {
@@ -40,28 +34,31 @@ public final class ReleaseController: Sendable {
     private let proxy: ProxyServer
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let metrics: TealMetrics?
     private let runs = Mutex<[String: ReleaseRun]>([:])
     private let journal = Mutex<[JournalEntry]>([])
     /// How often verdicts are evaluated and timers checked.
     public let evaluationInterval: Duration
 
     public init(routing: RoutingController, proxy: ProxyServer, group: any EventLoopGroup,
-                evaluationInterval: Duration = .milliseconds(100), logger: Logger = Logger(label: "teal.release")) {
+                evaluationInterval: Duration = .milliseconds(100), metrics: TealMetrics? = nil,
+                logger: Logger = Logger(label: "teal.release")) {
         self.routing = routing
+        self.metrics = metrics
         self.proxy = proxy
         self.group = group
         self.evaluationInterval = evaluationInterval
         self.logger = logger
     }
 
-    /// Starts a release of `spec.green` on `spec.route` by `spec.policy`. Refused while another
-    /// release of the route is running.
-    public func start(_ spec: ReleaseSpec, drainTimeout: Duration = .seconds(30)) async throws(ReleaseError) {
+    /// Starts a release of `spec.green` on `spec.route` by `spec.policy`, asked for by `requester`
+    /// (its first word is the journal's source). Refused while another release of the route is running.
+    public func start(_ spec: ReleaseSpec, drainTimeout: Duration = .seconds(30), by requester: String = "api") async throws(ReleaseError) {
         guard routing.routes.contains(where: { $0.name == spec.route }) else { throw .unknownRoute(spec.route) }
         var machine = RolloutMachine(spec: spec)
         machine.drainTimeout = drainTimeout
         machine.evaluationInterval = evaluationInterval
-        let run = ReleaseRun(machine: machine, controller: self)
+        let run = ReleaseRun(machine: machine, controller: self, startedBy: JournalEntry.source(of: requester))
         try runs.withLock { runs throws(ReleaseError) in
             if let existing = runs[spec.route], !existing.state.isFinal {
                 throw .alreadyRunning(spec.route, state: existing.state.name)
@@ -122,19 +119,25 @@ public final class ReleaseController: Sendable {
 
     // MARK: Carrying out actions (called by ReleaseRun, in order)
 
-    func record(_ text: String, route: String) {
-        journal.withLock { $0.append(JournalEntry(time: Date(), route: route, text: text)) }
-        logger.info("release", metadata: ["route": "\(route)", "event": "\(text)"])
+    /// Adds an entry to the journal (and the log).
+    public func record(_ text: String, route: String, source: String) {
+        journal.withLock { $0.append(JournalEntry(time: Date(), route: route, text: text, source: source)) }
+        logger.info("release", metadata: ["route": "\(route)", "event": "\(text)", "source": "\(source)"])
     }
 
-    func carryOut(_ action: RolloutMachine.Action, for run: ReleaseRun) async {
+    func rolledBack(route: String, reason: RollbackReason) {
+        metrics?.recordRollback(route: route, reason: reason)
+    }
+
+    /// Carries out one action of `run`'s machine; `source` is who caused the event it answers.
+    func carryOut(_ action: RolloutMachine.Action, for run: ReleaseRun, source: String) async {
         let route = run.spec.route
         switch action {
         case .setSplit(let split):
             do {
                 try await routing.setSplit(split, route: route)
             } catch {
-                record("could not set split \(split): \(error)", route: route)
+                record("could not set split \(split): \(error)", route: route, source: source)
             }
         case .runSmoke(let requests, let instances):
             let group = self.group
@@ -158,14 +161,14 @@ public final class ReleaseController: Sendable {
                                "TEAL_GREEN_WEIGHT": String(split.green), "TEAL_GREEN_VERSION": run.spec.green.version ?? ""]
             Task {
                 let failure = await HookRunner.run(command, environment: environment, timeout: hooks.timeout)
-                if let failure { self.record("\(event) hook failed: \(failure)", route: route) }
+                if let failure { self.record("\(event) hook failed: \(failure)", route: route, source: "verdict") }
                 if event == "step" { run.post(.hookFinished(step: step, failure: failure)) }
             }
         case .promoteGreen:
             do {
                 run.oldBlue = try await routing.promoteGreen(route: route)
             } catch {
-                record("could not promote: \(error)", route: route)
+                record("could not promote: \(error)", route: route, source: source)
             }
         case .drainOldBlue(let deadline):
             let upstreams = run.oldBlue
@@ -181,7 +184,7 @@ public final class ReleaseController: Sendable {
         case .persist:
             break  // durable state arrives with TealStore; the journal is in memory until then
         case .record(let text):
-            record(text, route: route)
+            record(text, route: route, source: source)
         case .scheduleTick(let at):
             run.nextTick = at
         }
@@ -255,8 +258,11 @@ final class ReleaseRun: @unchecked Sendable {
     private var _oldBlue: [Upstream] = []
 
     let spec: ReleaseSpec
+    /// The journal source of whoever started the release.
+    let startedBy: String
 
-    init(machine: RolloutMachine, controller: ReleaseController) {
+    init(machine: RolloutMachine, controller: ReleaseController, startedBy: String) {
+        self.startedBy = startedBy
         self.machine = machine
         self.spec = machine.spec
         self.controller = controller
@@ -344,10 +350,24 @@ final class ReleaseRun: @unchecked Sendable {
 
     private func handle(_ event: RolloutMachine.Event) async throws {
         let now = ContinuousClock.now
+        let wasFinal = state.isFinal
         let actions = try lock.withLock { () throws(RolloutMachine.Refusal) -> [RolloutMachine.Action] in
             try machine.handle(event, at: now)
         }
-        for action in actions { await controller.carryOut(action, for: self) }
+        if !wasFinal, case .rolledBack(let reason, _) = state { controller.rolledBack(route: spec.route, reason: reason) }
+        let source = source(of: event)
+        for action in actions { await controller.carryOut(action, for: self, source: source) }
+    }
+
+    /// Who caused an event, as the journal names it.
+    private func source(of event: RolloutMachine.Event) -> String {
+        switch event {
+        case .start: startedBy
+        case .pause(let who), .resume(let who), .promote(let who), .abort(_, let who): JournalEntry.source(of: who)
+        case .alert: "alert"
+        case .statistics, .smokeResults, .hookFinished: "verdict"
+        case .tick, .drained: "plan"
+        }
     }
 
     private func evaluate() async {

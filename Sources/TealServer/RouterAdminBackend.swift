@@ -20,12 +20,16 @@ public struct RouterAdminBackend: AdminBackend {
         router.controller.routes.first { $0.name == name }.map(view)
     }
 
-    public func setSplit(_ split: Split, route: String) async throws(AdminError) {
+    public func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError) {
         if let state = router.releases.state(route: route), !state.isFinal {
-            throw .conflict("route \(route) has a release that is \(state.name); pause or abort it before setting the split by hand")
+            throw .conflict("route \(route) has a release that is \(state.name); abort it (or let it end) before setting the split by hand")
         }
+        let before = router.controller.routes.first { $0.name == route }?.split
         do {
             try await router.controller.setSplit(split, route: route)
+            if let before, before != split {
+                router.releases.record("split set to \(split) by \(who) (was \(before))", route: route, source: JournalEntry.source(of: who))
+            }
         } catch .unknownRoute(let name) {
             throw .notFound("no route named \(name)")
         } catch {
@@ -33,7 +37,7 @@ public struct RouterAdminBackend: AdminBackend {
         }
     }
 
-    public func startRollout(route name: String, request: RolloutRequest) async throws(AdminError) -> RolloutView {
+    public func startRollout(route name: String, request: RolloutRequest, by who: String) async throws(AdminError) -> RolloutView {
         guard let route = router.controller.routes.first(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
         var policy = route.rollout ?? RolloutPolicy(steps: [PlanStep(split: Split(blue: 1, green: 1)!), PlanStep(split: Split(blue: 0, green: 1)!)])
         if let steps = request.steps {
@@ -76,7 +80,7 @@ public struct RouterAdminBackend: AdminBackend {
             throw .badRequest("missing field green: the route has no green pool; give green.instances")
         }
         do {
-            try await router.releases.start(ReleaseSpec(route: name, green: green, policy: policy))
+            try await router.releases.start(ReleaseSpec(route: name, green: green, policy: policy), by: who)
         } catch {
             throw map(error)
         }
@@ -118,7 +122,6 @@ public struct RouterAdminBackend: AdminBackend {
     public func events(route: String?, since: Date?) -> [EventView] {
         router.releases.events(route: route)
             .filter { since == nil || $0.time >= since! }
-            .map { EventView(time: $0.time, route: $0.route, text: $0.text) }
     }
 
     public func alert(route: String, name: String) async -> String {
@@ -131,6 +134,32 @@ public struct RouterAdminBackend: AdminBackend {
             return "refused: \(error)"
         }
         return router.releases.state(route: route)?.name ?? "unknown"
+    }
+
+    public func metrics() async -> [UInt8] {
+        let controller = router.controller
+        let now = ContinuousClock.now
+        var routes: [MetricsSnapshot.Route] = []
+        for route in controller.routes {
+            var pools: [MetricsSnapshot.Pool] = []
+            for color in PoolColor.allCases where color == .blue || route.green != nil {
+                let upstreams = controller.upstreams(route: route.name, pool: color)
+                let connections = await router.proxy.upstreamConnections(to: upstreams)
+                let instances = upstreams.map { upstream in
+                    let health = controller.health(route: route.name, instance: upstream.address)
+                    let counts = connections[upstream.id]
+                    return MetricsSnapshot.Instance(address: upstream.address.description, healthy: health?.isAvailable(at: now) ?? false,
+                                                    ejected: health?.isEjected(at: now) ?? false, answers: upstream.answers.snapshot(),
+                                                    busyConnections: counts?.busy ?? 0, idleConnections: counts?.idle ?? 0)
+                }
+                pools.append(MetricsSnapshot.Pool(color: color, version: route.pool(color).version,
+                                                  statistics: controller.statistics(route: route.name, pool: color) ?? PoolStatistics(),
+                                                  instances: instances))
+            }
+            routes.append(MetricsSnapshot.Route(name: route.name, split: route.split,
+                                                release: router.releases.state(route: route.name)?.name, pools: pools))
+        }
+        return router.metrics.render(MetricsSnapshot(routes: routes, clientConnections: router.proxy.clientConnectionCount))
     }
 
     private func map(_ error: ReleaseError) -> AdminError {

@@ -1,4 +1,6 @@
+import CoreMetrics
 import Logging
+import TealAdmin
 import NIOCore
 import Synchronization
 import TealCore
@@ -18,11 +20,19 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         var greenRotation = InstanceRotation()
         /// Replaced only when the split changes, so its sequence does not restart on health changes.
         var picker: PoolPicker
+        /// Latency histograms by colour (they stay with the colour at promotion).
+        var blueLatency: CoreMetrics.Timer?
+        var greenLatency: CoreMetrics.Timer?
+    }
+
+    private struct UpstreamKey: Hashable {
+        var route: String
+        var address: InstanceAddress
     }
 
     private struct State {
         var routes: [RouteState] = []
-        var upstreams: [InstanceAddress: Upstream] = [:]
+        var upstreams: [UpstreamKey: Upstream] = [:]
     }
 
     private let state = Mutex(State())
@@ -32,16 +42,23 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     private let proxy: ProxyServer
     private let logger: Logger
 
-    public init(routes: [Route], proxy: ProxyServer, logger: Logger = Logger(label: "teal.routing")) {
+    /// `metrics` makes the per-pool latency histograms (`teal_request_duration_seconds`); without
+    /// it none are recorded.
+    public init(routes: [Route], proxy: ProxyServer, metrics: TealMetrics? = nil,
+                logger: Logger = Logger(label: "teal.routing")) {
         self.proxy = proxy
         self.logger = logger
         state.withLock { state in
             state.routes = routes.map { route in
-                RouteState(route: route,
-                           health: PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances),
-                           blueRecorder: TrafficRecorder(shards: proxy.shardCount),
-                           greenRecorder: TrafficRecorder(shards: proxy.shardCount),
-                           picker: PoolPicker(split: route.split))
+                func latency(_ color: PoolColor) -> CoreMetrics.Timer? {
+                    metrics?.latencyTimer(route: route.name, pool: color)
+                }
+                return RouteState(route: route,
+                                  health: PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances),
+                                  blueRecorder: TrafficRecorder(shards: proxy.shardCount),
+                                  greenRecorder: TrafficRecorder(shards: proxy.shardCount),
+                                  picker: PoolPicker(split: route.split),
+                                  blueLatency: latency(.blue), greenLatency: latency(.green))
             }
         }
     }
@@ -102,7 +119,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
             var entry = state.routes[index]
             guard let green = entry.route.green, !green.instances.isEmpty else { throw .noGreenInstances(name) }
-            let oldBlue = entry.route.blue.instances.compactMap { state.upstreams[$0] }
+            let oldBlue = entry.route.blue.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0)] }
             entry.route.blue = green
             entry.route.green = nil
             entry.route.split = .allBlue
@@ -123,6 +140,23 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         state.withLock { state in
             state.routes.first { $0.route.name == name }.map { (color == .blue ? $0.blueRecorder : $0.greenRecorder).snapshot() }
         }
+    }
+
+    /// The upstream objects of a route's pool as the data plane uses them (with their answer
+    /// counts), in the pool's order; empty for an unknown route or an empty pool.
+    public func upstreams(route name: String, pool color: PoolColor) -> [Upstream] {
+        state.withLock { state in
+            guard let entry = state.routes.first(where: { $0.route.name == name }) else { return [] }
+            return entry.route.pool(color).instances.map { Self.upstream(name, $0, in: &state, shards: proxy.shardCount) }
+        }
+    }
+
+    private static func upstream(_ route: String, _ address: InstanceAddress, in state: inout State, shards: Int) -> Upstream {
+        let key = UpstreamKey(route: route, address: address)
+        if let existing = state.upstreams[key] { return existing }
+        let upstream = Upstream(address: address, shards: shards)
+        state.upstreams[key] = upstream
+        return upstream
     }
 
     /// Feeds the recent-traffic windows (the health checker calls it every 250 ms).
@@ -217,16 +251,12 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             for entry in state.routes {
                 func pool(_ color: PoolColor) -> PoolRuntime {
                     let spec = entry.route.pool(color)
-                    let all = spec.instances.map { address in
-                        if let existing = state.upstreams[address] { return existing }
-                        let upstream = Upstream(address: address)
-                        state.upstreams[address] = upstream
-                        return upstream
-                    }
+                    let all = spec.instances.map { Self.upstream(entry.route.name, $0, in: &state, shards: proxy.shardCount) }
                     let available = all.filter { entry.health.isAvailable($0.address, at: now) }
                     return PoolRuntime(color: color, version: spec.version, all: all, available: available,
                                        rotation: color == .blue ? entry.blueRotation : entry.greenRotation,
-                                       recorder: color == .blue ? entry.blueRecorder : entry.greenRecorder)
+                                       recorder: color == .blue ? entry.blueRecorder : entry.greenRecorder,
+                                       latency: color == .blue ? entry.blueLatency : entry.greenLatency)
                 }
                 runtimes.append(RouteRuntime(name: entry.route.name, upstream: entry.route.upstream,
                                              picker: entry.picker, blue: pool(.blue), green: pool(.green),

@@ -32,6 +32,8 @@ public final class TealRouter: Sendable {
     /// Runs releases on the routes.
     public let releases: ReleaseController
     public let group: any EventLoopGroup
+    /// The Prometheus metrics (`GET /metrics`).
+    public let metrics = TealMetrics()
     private let ownsGroup: Bool
     private let logger: Logger
 
@@ -45,10 +47,10 @@ public final class TealRouter: Sendable {
         let reporter = ForwardingReporter()
         self.proxy = ProxyServer(configuration: configuration, group: self.group, snapshot: .empty,
                                  healthReporter: reporter, logger: logger)
-        let controller = RoutingController(routes: routes, proxy: proxy, logger: logger)
+        let controller = RoutingController(routes: routes, proxy: proxy, metrics: metrics, logger: logger)
         self.controller = controller
         reporter.target.withLock { $0 = controller }
-        self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, logger: logger)
+        self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics, logger: logger)
     }
 
     /// Loads the routes at `options.routesPath` and builds a router for them.
@@ -65,7 +67,7 @@ public final class TealRouter: Sendable {
         // Routes whose policy says `autoStart` release their green pool right away.
         for route in controller.routes {
             guard let policy = route.rollout, policy.autoStart, let green = route.green, !green.instances.isEmpty else { continue }
-            try await releases.start(ReleaseSpec(route: route.name, green: green, policy: policy))
+            try await releases.start(ReleaseSpec(route: route.name, green: green, policy: policy), by: "route-file")
         }
         return address
     }

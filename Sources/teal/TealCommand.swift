@@ -44,6 +44,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding the admin API's bearer token (else TEAL_ADMIN_TOKEN, else no token: loopback only).")
     var adminTokenFile: String?
 
+    @Option(help: "Alertmanager label whose value names the route a firing alert rolls back.")
+    var alertRouteLabel = AdminServer.defaultRouteLabel
+
     @Option(help: "Path of the state file.")
     var state = ".teal/state.sqlite"
 
@@ -75,6 +78,7 @@ struct Serve: AsyncParsableCommand {
         options.proxy.maxConnections = maxConnections
         options.admin.host = admin.host
         options.admin.port = admin.port
+        options.admin.alertRouteLabel = alertRouteLabel
         if let adminTokenFile {
             guard let text = try? String(contentsOfFile: adminTokenFile, encoding: .utf8),
                   !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {

@@ -194,6 +194,46 @@ struct AdminAPITests {
         }
     }
 
+    @Test("the journal says who asked (api, cli, alert), and the alert route label is configurable")
+    func journalSources() async throws {
+        let harness = try await AdminHarness()
+        let app = Application(router: AdminServer.router(backend: RouterAdminBackend(router: harness.router), token: harness.token,
+                                                         routeLabel: "service"))
+        try await app.test(.router) { client in
+            var curl = harness.auth
+            curl[.userAgent] = "curl/8.5.0"
+            var cli = harness.auth
+            cli[.userAgent] = AdminClient.userAgent
+            try await client.execute(uri: "/v1/routes/shop/split", method: .put, headers: curl, body: AdminHarness.json("{\"blue\": 2, \"green\": 4}")) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: "/v1/routes/shop/split", method: .put, headers: cli, body: AdminHarness.json("{\"blue\": 1, \"green\": 0}")) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: "/v1/routes/shop/rollout", method: .post, headers: cli) { #expect($0.status == .created) }
+            let alert = { (label: String) in
+                AdminHarness.json("{\"alerts\": [{\"status\": \"firing\", \"labels\": {\"alertname\": \"Burn\", \"\(label)\": \"shop\"}}]}")
+            }
+            try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: alert("teal_route")) {
+                let results = try JSONDecoder().decode([AlertResult].self, from: Data(buffer: $0.body))
+                #expect(results.isEmpty, "the default label is not the configured one: \(results)")
+            }
+            #expect(harness.router.releases.state(route: "shop")?.name == "shifting")
+            try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: alert("service")) {
+                #expect($0.text.contains("rolled-back"))
+            }
+            try await client.execute(uri: "/v1/events?route=shop", method: .get, headers: harness.auth) { response in
+                let events = try JSONDecoder.iso8601.decode([EventView].self, from: Data(buffer: response.body))
+                let sources = events.map { "\($0.source): \($0.text)" }
+                #expect(sources.contains("api: split set to 2/4 by api (curl/8.5.0) (was 1/0)"), "\(sources)")
+                #expect(sources.contains("cli: split set to 1/0 by cli (was 2/4)"), "\(sources)")
+                #expect(sources.contains { $0.hasPrefix("cli: release of 1.1 started") }, "\(sources)")
+                #expect(sources.contains("alert: rolled back: alert Burn fired"), "\(sources)")
+            }
+        }
+        await harness.router.shutdown()
+    }
+
     @Test("without a token the admin API refuses a non-loopback address, and says why")
     func nonLoopbackRefusal() {
         #expect(throws: AdminError.self) { try AdminConfiguration(host: "0.0.0.0", port: 9901).validate() }

@@ -4,6 +4,7 @@ import NIOPosix
 import TealCore
 import TealProxy
 import TealServer
+import TealTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -245,21 +246,7 @@ final class LiveFixture: @unchecked Sendable {
 }
 
 /// A port on loopback that refuses connections: bound to get a free number, then closed.
-func refusedPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { Glibc.close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-            bind(fd, pointer, length)
-            return getsockname(fd, pointer, &length)
-        }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
+func refusedPort() throws -> Int { try freePort() }
 
 /// A fake upstream that answers every read with fixed bytes (valid or not), and optionally closes.
 final class CannedUpstream: @unchecked Sendable {

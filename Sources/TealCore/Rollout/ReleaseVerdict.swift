@@ -17,6 +17,21 @@ public enum RollbackReason: Sendable, Hashable, CustomStringConvertible {
     /// An operator aborted the release.
     case aborted(by: String)
 
+    /// A short, stable name of the kind of reason, for metric labels: error_rate, latency,
+    /// worse_than_blue, no_traffic, smoke_failed, hook_failed, alert, aborted.
+    public var kind: String {
+        switch self {
+        case .errorRate: "error_rate"
+        case .latency: "latency"
+        case .worseThanBlue: "worse_than_blue"
+        case .noTraffic: "no_traffic"
+        case .smokeFailed: "smoke_failed"
+        case .hookFailed: "hook_failed"
+        case .alert: "alert"
+        case .aborted: "aborted"
+        }
+    }
+
     public var description: String {
         func percent(_ value: Double) -> String { "\((value * 1000).rounded() / 10)%" }
         switch self {

@@ -1,0 +1,167 @@
+import CoreMetrics
+import Prometheus
+import TealCore
+
+/// What `/metrics` reports at one moment: the routes, their pools and instances with their
+/// cumulative counts. The backend gathers it; `TealMetrics` renders it.
+public struct MetricsSnapshot: Sendable {
+    public struct Instance: Sendable {
+        public var address: String
+        public var healthy: Bool
+        public var ejected: Bool
+        /// Answers clients got by status class, 1xx … 5xx (`StatusClassCounter.snapshot()`).
+        public var answers: [UInt64]
+        public var busyConnections: Int
+        public var idleConnections: Int
+
+        public init(address: String, healthy: Bool, ejected: Bool, answers: [UInt64], busyConnections: Int, idleConnections: Int) {
+            self.address = address
+            self.healthy = healthy
+            self.ejected = ejected
+            self.answers = answers
+            self.busyConnections = busyConnections
+            self.idleConnections = idleConnections
+        }
+    }
+
+    public struct Pool: Sendable {
+        public var color: PoolColor
+        public var version: String?
+        /// Cumulative counts of the pool's recorder (which moves with the pool at promotion).
+        public var statistics: PoolStatistics
+        public var instances: [Instance]
+
+        public init(color: PoolColor, version: String?, statistics: PoolStatistics, instances: [Instance]) {
+            self.color = color
+            self.version = version
+            self.statistics = statistics
+            self.instances = instances
+        }
+    }
+
+    public struct Route: Sendable {
+        public var name: String
+        public var split: Split
+        /// The state of the route's latest release (`RolloutMachine.State.name`), if it had one.
+        public var release: String?
+        public var pools: [Pool]
+
+        public init(name: String, split: Split, release: String?, pools: [Pool]) {
+            self.name = name
+            self.split = split
+            self.release = release
+            self.pools = pools
+        }
+    }
+
+    public var routes: [Route]
+    public var clientConnections: Int
+
+    public init(routes: [Route], clientConnections: Int) {
+        self.routes = routes
+        self.clientConnections = clientConnections
+    }
+}
+
+/// Teal's Prometheus metrics.
+///
+/// Two kinds of series. Those recorded as things happen live in a long-lived registry: the
+/// latency histograms (recorded on the request path through swift-metrics `Timer`s) and the
+/// rollback counter. Those that are counts Teal already keeps exactly (requests, errors,
+/// connections, health, split, release state) are read at scrape time from a `MetricsSnapshot`
+/// into a fresh registry, so the request path pays nothing extra for them. Both are rendered by
+/// swift-prometheus into one exposition.
+///
+/// Request counters carry the pool's colour and version: at promotion, green's counters become
+/// blue's (the recorder moves with the pool), so a series identified by colour alone would jump;
+/// with the version label each pool's series is continuous, and a colour change starts a new one.
+public final class TealMetrics: Sendable {
+    /// Bucket bounds of the latency histograms.
+    public static let latencyBuckets: [Duration] = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+    public static let latencyName = "teal_request_duration_seconds"
+    static let latencyHelp = "Time from receiving a request to the start of the instance's answer (or Teal's error answer), by route and pool colour."
+    static let rollbacksName = "teal_rollbacks_total"
+    static let rollbacksHelp = "Releases rolled back, by route and reason."
+
+    private let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+
+    public init() {
+        factory = PrometheusMetricsFactory(registry: registry)
+    }
+
+    /// The latency histogram of a route's pool colour, as a swift-metrics timer.
+    public func latencyTimer(route: String, pool: PoolColor) -> CoreMetrics.Timer {
+        let dimensions = [("route", route), ("pool", pool.description)]
+        let histogram = registry.makeDurationHistogram(name: Self.latencyName, labels: dimensions,
+                                                       buckets: Self.latencyBuckets, help: Self.latencyHelp)
+        return Timer(label: Self.latencyName, dimensions: dimensions, handler: histogram, factory: factory)
+    }
+
+    /// Counts a rollback of a route's release.
+    public func recordRollback(route: String, reason: RollbackReason) {
+        registry.makeCounter(name: Self.rollbacksName, labels: [("route", route), ("reason", reason.kind)],
+                             help: Self.rollbacksHelp).increment()
+    }
+
+    /// The Prometheus text exposition of everything, with `snapshot` for the scrape-time series.
+    public func render(_ snapshot: MetricsSnapshot) -> [UInt8] {
+        let live = PrometheusCollectorRegistry()
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
+            live.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(clamping: value))
+        }
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
+            live.makeGauge(name: name, labels: labels, help: help).set(value)
+        }
+        live.makeGauge(name: "teal_client_connections", help: "Client connections open now.")
+            .set(Double(snapshot.clientConnections))
+        for route in snapshot.routes {
+            let routeLabel = ("route", route.name)
+            let total = Double(max(1, route.split.blue + route.split.green))
+            gauge("teal_split_ratio", "Share of the route's traffic the split sends to each pool colour (0 to 1).",
+                  [routeLabel, ("pool", "blue")], Double(route.split.blue) / total)
+            gauge("teal_split_ratio", "Share of the route's traffic the split sends to each pool colour (0 to 1).",
+                  [routeLabel, ("pool", "green")], Double(route.split.green) / total)
+            for state in Self.releaseStates {
+                gauge("teal_release_state", "1 for the state of the route's latest release, 0 for the others; all 0 before its first release.",
+                      [routeLabel, ("state", state)], route.release == state ? 1 : 0)
+            }
+            for pool in route.pools {
+                let poolLabels = [routeLabel, ("pool", pool.color.description), ("version", pool.version ?? "")]
+                let stats = pool.statistics
+                counter("teal_pool_requests_total", "Requests sent to a pool, finished (answered or failed).", poolLabels, stats.requests)
+                for (kind, value) in [("server_error", stats.serverErrors), ("connect", stats.connectErrors), ("timeout", stats.timeouts),
+                                      ("invalid_response", stats.invalidResponses), ("no_healthy_instance", stats.noHealthyInstance)] {
+                    counter("teal_pool_errors_total", "Failed requests of a pool by kind: 5xx answers, connect failures, timeouts, invalid answers, no healthy instance.",
+                            poolLabels + [("kind", kind)], value)
+                }
+                for instance in pool.instances {
+                    let labels = poolLabels + [("instance", instance.address)]
+                    for (index, count) in instance.answers.enumerated() {
+                        counter("teal_requests_total", "Answers clients got from an instance (or from Teal on its behalf), by status class.",
+                                labels + [("code_class", StatusClassCounter.label(ofClass: index))], count)
+                    }
+                    gauge("teal_instance_healthy", "1 when the instance may get requests (passes health checks and is not ejected).",
+                          labels, instance.healthy ? 1 : 0)
+                    gauge("teal_instance_ejected", "1 while the instance is ejected by passive health checking.",
+                          labels, instance.ejected ? 1 : 0)
+                    gauge("teal_upstream_connections", "Connections from Teal to the instance, busy (request in flight or connecting) or idle.",
+                          labels + [("state", "busy")], Double(instance.busyConnections))
+                    gauge("teal_upstream_connections", "Connections from Teal to the instance, busy (request in flight or connecting) or idle.",
+                          labels + [("state", "idle")], Double(instance.idleConnections))
+                }
+            }
+        }
+        var buffer: [UInt8] = []
+        live.emit(into: &buffer)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+
+    /// Every state name a release can be in (`RolloutMachine.State.name`).
+    static let releaseStates = ["smoke-testing", "shifting", "paused", "draining", "promoted", "rolled-back", "aborted"]
+}

@@ -1,0 +1,147 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import NIOPosix
+import Testing
+import TealAdmin
+import TealServer
+import TealTestSupport
+
+/// Demo backends in this process and a `teal serve` child process routing to them, with a
+/// route file written for the test.
+final class ServedRouter: @unchecked Sendable {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let backends: [String: DemoBackend]
+    let ports: [String: Int]
+    let proxyPort: Int
+    let adminPort: Int
+    let directory: URL
+    let server: TealProcess
+
+    /// Backends `blue` (healthy), `green` (healthy) and `bad` (every answer a 500).
+    init(extraArguments: [String] = []) async throws {
+        var backends: [String: DemoBackend] = [:]
+        var ports: [String: Int] = [:]
+        for (name, errorRate) in [("blue", 0.0), ("green", 0.0), ("bad", 1.0)] {
+            let backend = DemoBackend(options: .init(name: name, errorRate: errorRate), group: group)
+            ports[name] = try #require(try await backend.start().port)
+            backends[name] = backend
+        }
+        self.backends = backends
+        self.ports = ports
+        proxyPort = try freePort()
+        adminPort = try freePort()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let routes = """
+            route: shop
+            blue: {version: "1.0", instances: ["127.0.0.1:\(ports["blue"]!)"]}
+            green: {version: "1.1", instances: ["127.0.0.1:\(ports["green"]!)"]}
+            split: 1/0
+            health: {enabled: false}
+            rollout:
+              steps: [1/1, 0/1]
+              hold: 1s
+              rollback: {maxErrorRate: 20%, minRequests: 10}
+            """
+        try routes.write(to: directory.appendingPathComponent("shop.yaml"), atomically: true, encoding: .utf8)
+        server = try TealProcess(["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxyPort)",
+                                  "--admin", "127.0.0.1:\(adminPort)", "--state", directory.appendingPathComponent("state.sqlite").path,
+                                  "--threads", "1"] + extraArguments)
+        try await server.waitUntilServing(port: adminPort)
+    }
+
+    /// Runs a client command against this router's admin API.
+    func teal(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await TealProcess.run(arguments, environment: ["TEAL_ADMIN": "127.0.0.1:\(adminPort)"])
+    }
+
+    /// Sends requests through the proxy until cancelled (at most 60 s); counts answers by status.
+    func load() -> Task<[Int: Int], Never> {
+        let url = URL(string: "http://127.0.0.1:\(proxyPort)/")!
+        return Task {
+            let session = URLSession(configuration: .ephemeral)
+            var counts: [Int: Int] = [:]
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !Task.isCancelled && ContinuousClock.now < deadline {
+                let status = ((try? await session.data(from: url))?.1 as? HTTPURLResponse)?.statusCode ?? 0
+                counts[status, default: 0] += 1
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return counts
+        }
+    }
+
+    /// Runs `body`, then stops everything whether it threw or not.
+    static func with(extraArguments: [String] = [], _ body: (ServedRouter) async throws -> Void) async throws {
+        let router = try await ServedRouter(extraArguments: extraArguments)
+        do {
+            try await body(router)
+        } catch {
+            await router.stop()
+            throw error
+        }
+        await router.stop()
+    }
+
+    func stop() async {
+        server.send(SIGTERM)
+        _ = await server.waitForExit(timeout: .seconds(10))
+        for backend in backends.values { await backend.stop() }
+        try? await group.shutdownGracefully()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+@Suite("teal command against a live teal serve", .serialized)
+struct CLITests {
+    @Test("routes, split and rollout: tables, JSON, server errors as given, and rollout wait's exit codes (0 promoted, 1 rolled back, 2 timeout)")
+    func releaseFromTheCommandLine() async throws {
+        try await ServedRouter.with { router in
+            let routes = try await router.teal(["routes", "--json"])
+            #expect(routes.status == 0, "\(routes.output)")
+            let views = try JSONDecoder().decode([RouteView].self, from: Data(routes.output.utf8))
+            #expect(views.map(\.name) == ["shop"] && views[0].blue.version == "1.0")
+            let table = try await router.teal(["routes"])
+            #expect(table.status == 0 && table.output.contains("ROUTE") && table.output.contains("shop"), "\(table.output)")
+
+            // A split the server refuses comes back as the server said it, exit 2.
+            let unknown = try await router.teal(["split", "nope", "1/1"])
+            #expect(unknown.status == 2 && unknown.output.contains("no route named nope") && unknown.output.contains("HTTP 404"), "\(unknown.output)")
+            let split = try await router.teal(["split", "shop", "2/1"])
+            #expect(split.status == 0, "\(split.output)")
+            #expect(try await router.teal(["split", "shop", "1/0"]).status == 0)
+
+            let load = router.load()
+            // Healthy green: the plan runs (1 s per step) and `rollout wait` exits 0.
+            let start = try await router.teal(["rollout", "start", "shop"])
+            #expect(start.status == 0 && start.output.contains("shifting"), "\(start.output)")
+            let stillRunning = try await router.teal(["rollout", "wait", "shop", "--timeout", "0.2"])
+            #expect(stillRunning.status == 2, "\(stillRunning.output)")
+            let promoted = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
+            #expect(promoted.status == 0 && promoted.output.contains("promoted"), "\(promoted.output)")
+
+            // A green that answers only 500s: rolled back by the verdict, `rollout wait` exits 1.
+            let bad = try await router.teal(["rollout", "start", "shop", "--green-version", "1.2",
+                                             "--green-instance", "127.0.0.1:\(router.ports["bad"]!)"])
+            #expect(bad.status == 0, "\(bad.output)")
+            let rolledBack = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
+            #expect(rolledBack.status == 1 && rolledBack.output.contains("rolled-back"), "\(rolledBack.output)")
+            load.cancel()
+            let counts = await load.value
+            #expect(counts[200, default: 0] > 0)
+
+            let status = try await router.teal(["rollout", "status", "shop", "--json"])
+            let view = try JSONDecoder().decode(RolloutView.self, from: Data(status.output.utf8))
+            #expect(view.state == "rolled-back" && view.reason?.contains("error rate") == true, "\(status.output)")
+
+            // The journal says who asked: the CLI started both releases, the verdict rolled one back.
+            let events: [EventView] = try await AdminClient(address: "127.0.0.1:\(router.adminPort)", token: nil).send("GET", "/v1/events?route=shop")
+            let entries = events.map { "\($0.source): \($0.text)" }
+            #expect(entries.filter { $0.hasPrefix("cli: release of") }.count == 2, "\(entries)")
+            #expect(entries.contains { $0.hasPrefix("verdict: rolled back: green error rate") }, "\(entries)")
+            #expect(entries.contains { $0.hasPrefix("plan: step 2/2") }, "\(entries)")
+        }
+    }
+}
