@@ -24,12 +24,18 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
     ],
     targets: [
         .target(name: "TealCore", swiftSettings: swiftSettings),
         .target(
             name: "TealConfig",
             dependencies: ["TealCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "TealStore",
+            dependencies: ["TealCore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -58,7 +64,7 @@ let package = Package(
         .target(
             name: "TealServer",
             dependencies: [
-                "TealCore", "TealConfig", "TealProxy", "TealAdmin",
+                "TealCore", "TealConfig", "TealProxy", "TealAdmin", "TealStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -88,6 +94,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TealCoreTests", dependencies: ["TealCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TealConfigTests", dependencies: ["TealConfig"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TealAdminTests",

@@ -9,7 +9,7 @@ public enum PoolColor: UInt8, Sendable, Hashable, CaseIterable, CustomStringConv
 }
 
 /// An upstream instance's address: a host name or IP literal and a TCP port.
-public struct InstanceAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
+public struct InstanceAddress: Hashable, Sendable, CustomStringConvertible, Comparable, Codable {
     /// Host name, IPv4 literal, or IPv6 literal without brackets.
     public let host: String
     /// TCP port, 1...65535.
@@ -51,7 +51,7 @@ public struct InstanceAddress: Hashable, Sendable, CustomStringConvertible, Comp
 }
 
 /// A set of instances that run one version of an application.
-public struct PoolSpec: Hashable, Sendable {
+public struct PoolSpec: Hashable, Sendable, Codable {
     /// The application version the pool runs, for display and the journal.
     public var version: String?
     /// The pool's instances, without duplicates.
@@ -154,7 +154,7 @@ public struct UpstreamSpec: Hashable, Sendable {
 }
 
 /// A request that a release sends directly to every green instance before green gets traffic.
-public struct SmokeRequest: Hashable, Sendable {
+public struct SmokeRequest: Hashable, Sendable, Codable {
     public var method: String = "GET"
     public var path: String
     /// The status code the answer must have.
@@ -167,7 +167,7 @@ public struct SmokeRequest: Hashable, Sendable {
 }
 
 /// When a release is rolled back.
-public struct RollbackPolicy: Hashable, Sendable {
+public struct RollbackPolicy: Hashable, Sendable, Codable {
     /// Green's error rate (0...1) above which the release rolls back.
     public var maxErrorRate: Double = 0.05
     /// Green requests needed in the window before any verdict.
@@ -179,7 +179,7 @@ public struct RollbackPolicy: Hashable, Sendable {
 }
 
 /// One step of a release plan: a split and how long it holds, or a manual gate.
-public struct PlanStep: Hashable, Sendable, CustomStringConvertible {
+public struct PlanStep: Hashable, Sendable, CustomStringConvertible, Codable {
     public var split: Split
     /// How long the step holds; `nil` uses the policy's `hold`.
     public var hold: Duration?
@@ -196,7 +196,7 @@ public struct PlanStep: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A route's release policy: plan, holds, smoke requests, rollback thresholds and hooks.
-public struct RolloutPolicy: Hashable, Sendable {
+public struct RolloutPolicy: Hashable, Sendable, Codable {
     public var steps: [PlanStep]
     /// Default hold time of each step.
     public var hold: Duration = .seconds(30)
@@ -215,7 +215,7 @@ public struct RolloutPolicy: Hashable, Sendable {
 
 /// Shell commands run at release events, with `TEAL_ROUTE`, `TEAL_EVENT`, `TEAL_STEP`,
 /// `TEAL_SPLIT`, `TEAL_BLUE_WEIGHT`, `TEAL_GREEN_WEIGHT`, `TEAL_GREEN_VERSION` in the environment.
-public struct ReleaseHooks: Hashable, Sendable {
+public struct ReleaseHooks: Hashable, Sendable, Codable {
     /// Before each step's split is set; a failure (non-zero exit or timeout) rolls back.
     public var step: String?
     /// After promotion.

@@ -1,6 +1,6 @@
 /// The share of traffic that blue and green get, as the ratio `blue:green` (`2/4` sends 2 of every
 /// 6 requests to blue and 4 to green). `6/0` is all blue, `0/6` all green; `0/0` is not a split.
-public struct Split: Hashable, Sendable, CustomStringConvertible {
+public struct Split: Hashable, Sendable, Codable, CustomStringConvertible {
     /// Blue's weight, 0 or more.
     public let blue: Int
     /// Green's weight, 0 or more.
@@ -30,6 +30,18 @@ public struct Split: Hashable, Sendable, CustomStringConvertible {
         let parts = trimmed.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }), let blue = Int(parts[0]), let green = Int(parts[1]) else { return nil }
         self.init(blue: blue, green: green)
+    }
+
+    private enum CodingKeys: String, CodingKey { case blue, green }
+
+    /// Decodes `{"blue": B, "green": G}`, refusing what `init?(blue:green:)` refuses.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let blue = try container.decode(Int.self, forKey: .blue), green = try container.decode(Int.self, forKey: .green)
+        guard let split = Split(blue: blue, green: green) else {
+            throw DecodingError.dataCorruptedError(forKey: .blue, in: container, debugDescription: "\(blue)/\(green) is not a valid split")
+        }
+        self = split
     }
 
     /// All traffic to blue.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import TealCore
 
@@ -320,5 +321,57 @@ struct RolloutOperatorMatrixTests {
                 #expect(script.machine.state.name == outcome, "\(name) in \(state)")
             }
         }
+    }
+}
+
+@Suite("Release checkpoints across restarts")
+struct RolloutCheckpointTests {
+    @Test("a shifting release restored in another process keeps its step and counts its hold from the persisted start")
+    func shiftingResumes() throws {
+        var script = ReleaseScript()
+        try script.startAndReachFirstStep()
+        _ = try script.send(.tick, after: .seconds(31))        // step 2 (2/4): smoke test, hook, split
+        _ = try script.send(.smokeResults([SmokeOutcome(instance: InstanceAddress(host: "127.0.0.1", port: 9201), request: "GET /healthz", failure: nil)]))
+        _ = try script.finishHook()
+        _ = try script.send(.tick, after: .seconds(10))        // 10 s into step 2's 30 s hold
+        let wallNow = Date(timeIntervalSince1970: 1_800_000_000)
+        let checkpoint = try #require(script.machine.checkpoint(now: script.now, wallNow: wallNow))
+        #expect(checkpoint.phase == .shifting && checkpoint.step == 1 && checkpoint.smokePassed)
+        #expect(abs(checkpoint.since.timeIntervalSince(wallNow) + 10) < 0.001)
+
+        // The new process starts 5 s of wall time later, on a clock with another origin.
+        let otherNow = ContinuousClock.now + .seconds(1000)
+        let (restored, actions) = try #require(RolloutMachine.restoring(script.machine.spec, from: checkpoint, now: otherNow,
+                                                                         wallNow: wallNow.addingTimeInterval(5)))
+        #expect(actions.contains(.setSplit("2/4")))
+        guard case .shifting(let step, let since) = restored.state else { Issue.record("not shifting: \(restored.state)"); return }
+        #expect(step == 1 && otherNow - since == .seconds(15))
+        var machine = restored
+        #expect(try machine.handle(.tick, at: otherNow + .seconds(14)).contains(.scheduleTick(at: otherNow + .seconds(14) + machine.evaluationInterval)))
+        #expect(try machine.handle(.tick, at: otherNow + .seconds(15)).contains(.setSplit("0/6")) == false)  // next step: hook first
+        #expect(machine.currentStep == 2)
+    }
+
+    @Test("ended releases stay ended; a drain cut by the restart is a promotion; a step outside the plan is refused")
+    func endedAndOdd() throws {
+        var script = ReleaseScript()
+        try script.startAndReachFirstStep()
+        _ = try script.send(.alert(name: "Burn"))
+        let wallNow = Date()
+        let rolledBack = try #require(script.machine.checkpoint(now: script.now, wallNow: wallNow))
+        #expect(rolledBack.phase == .rolledBack && rolledBack.isFinal)
+        let (machine, actions) = try #require(RolloutMachine.restoring(script.machine.spec, from: rolledBack, now: .now, wallNow: wallNow))
+        #expect(actions.isEmpty && machine.state.name == "rolled-back")
+        #expect(throws: RolloutMachine.Refusal.self) { var copy = machine; _ = try copy.handle(.promote(by: "cli"), at: .now) }
+
+        var draining = rolledBack
+        draining.phase = .draining
+        let promoted = try #require(RolloutMachine.restoring(script.machine.spec, from: draining, now: .now, wallNow: wallNow))
+        #expect(promoted.0.state.name == "promoted" && promoted.1.contains(.persist))
+
+        var beyond = rolledBack
+        beyond.phase = .shifting
+        beyond.step = 7
+        #expect(RolloutMachine.restoring(script.machine.spec, from: beyond, now: .now, wallNow: wallNow) == nil)
     }
 }

@@ -1,5 +1,5 @@
 /// Why a release was (or would be) rolled back, with the numbers that decided it.
-public enum RollbackReason: Sendable, Hashable, CustomStringConvertible {
+public enum RollbackReason: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Green's error rate in the window was above the policy's limit.
     case errorRate(green: Double, limit: Double, requests: UInt64)
     /// Green's 99th percentile latency was above the limit.

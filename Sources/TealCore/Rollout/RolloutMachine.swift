@@ -1,5 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
 /// What a release does when green gets no requests at all.
-public enum NoTrafficPolicy: Sendable, Hashable {
+public enum NoTrafficPolicy: Sendable, Hashable, Codable {
     /// Keep going: holds end by time alone.
     case ignore
     /// Roll back when green has had a share but no request for this long.
@@ -9,7 +15,7 @@ public enum NoTrafficPolicy: Sendable, Hashable {
 }
 
 /// A release of one route: the green pool to release and how.
-public struct ReleaseSpec: Sendable, Hashable {
+public struct ReleaseSpec: Sendable, Hashable, Codable {
     public var route: String
     public var green: PoolSpec
     public var policy: RolloutPolicy
@@ -306,5 +312,125 @@ public struct RolloutMachine: Sendable {
 
     private func refusal(_ event: String) -> Refusal {
         Refusal(event: event, state: state.name)
+    }
+}
+
+extension RolloutMachine {
+    /// What survives a restart of a release: where it is and since when, in wall-clock time (a
+    /// `ContinuousClock` instant means nothing to another process). Written at every `persist`.
+    public struct Checkpoint: Sendable, Hashable, Codable {
+        public enum Phase: String, Sendable, Hashable, Codable {
+            case smokeTesting = "smoke-testing", shifting, paused, draining, promoted
+            case rolledBack = "rolled-back", aborted
+        }
+
+        public var phase: Phase
+        /// The plan step in force (or the one the smoke test stands before).
+        public var step: Int
+        /// When the hold of `step` started counting (shifting), or the phase began.
+        public var since: Date
+        /// The hold already done when paused.
+        public var held: Duration?
+        /// Whether a pause is a manual gate.
+        public var gate: Bool
+        public var smokePassed: Bool
+        public var rollbackReason: RollbackReason?
+        public var abortReason: String?
+
+        public var isFinal: Bool { [.promoted, .rolledBack, .aborted].contains(phase) }
+
+        public init(phase: Phase, step: Int, since: Date, held: Duration? = nil, gate: Bool = false, smokePassed: Bool = false,
+                    rollbackReason: RollbackReason? = nil, abortReason: String? = nil) {
+            self.phase = phase
+            self.step = step
+            self.since = since
+            self.held = held
+            self.gate = gate
+            self.smokePassed = smokePassed
+            self.rollbackReason = rollbackReason
+            self.abortReason = abortReason
+        }
+    }
+
+    /// The checkpoint of the current state; `nil` while idle. `now` and `wallNow` are the same
+    /// moment on the two clocks.
+    public func checkpoint(now: ContinuousClock.Instant, wallNow: Date) -> Checkpoint? {
+        func wall(_ instant: ContinuousClock.Instant) -> Date {
+            wallNow.addingTimeInterval(-Self.seconds(now - instant))
+        }
+        var checkpoint = Checkpoint(phase: .shifting, step: currentStep ?? pendingStep, since: wallNow, held: nil, gate: false,
+                                    smokePassed: smokePassed, rollbackReason: nil, abortReason: nil)
+        switch state {
+        case .idle:
+            return nil
+        case .smokeTesting(let since):
+            checkpoint.phase = .smokeTesting
+            checkpoint.since = wall(since)
+        case .shifting(_, let since):
+            checkpoint.since = wall(since)
+        case .paused(_, let held, let gate):
+            checkpoint.phase = .paused
+            checkpoint.held = held
+            checkpoint.gate = gate
+        case .draining(let since, _):
+            checkpoint.phase = .draining
+            checkpoint.since = wall(since)
+        case .promoted(let at):
+            checkpoint.phase = .promoted
+            checkpoint.since = wall(at)
+        case .rolledBack(let reason, let at):
+            checkpoint.phase = .rolledBack
+            checkpoint.since = wall(at)
+            checkpoint.rollbackReason = reason
+        case .aborted(let reason, let at):
+            checkpoint.phase = .aborted
+            checkpoint.since = wall(at)
+            checkpoint.abortReason = reason
+        }
+        return checkpoint
+    }
+
+    /// A machine continuing a release from its checkpoint, and the actions that pick it up: a
+    /// shifting release keeps its step and counts its hold from the persisted step start; a smoke
+    /// test starts over; a release that was draining is promoted (the restart ended its old
+    /// connections); ended releases stay ended. Returns `nil` for a checkpoint that does not fit
+    /// the plan (a step beyond it).
+    public static func restoring(_ spec: ReleaseSpec, from checkpoint: Checkpoint, now: ContinuousClock.Instant,
+                                 wallNow: Date) -> (RolloutMachine, [Action])? {
+        guard checkpoint.step >= 0, checkpoint.step < spec.policy.steps.count else { return nil }
+        var machine = RolloutMachine(spec: spec)
+        machine.smokePassed = checkpoint.smokePassed
+        machine.pendingStep = checkpoint.step
+        let elapsed = max(0, wallNow.timeIntervalSince(checkpoint.since))
+        let since = now - Duration.milliseconds(Int64(elapsed * 1000))
+        let step = checkpoint.step
+        switch checkpoint.phase {
+        case .smokeTesting:
+            machine.state = .smokeTesting(since: now)
+            return (machine, [.record("restored after a restart: smoke tests start over"),
+                              .runSmoke(spec.policy.smoke, instances: spec.green.instances)])
+        case .shifting:
+            machine.state = .shifting(step: step, since: since)
+            return (machine, [.record("restored after a restart at step \(step + 1)/\(spec.policy.steps.count) "
+                                      + "(\(spec.policy.steps[step].split)), held \(Duration.milliseconds(Int64(elapsed * 1000)))"),
+                              .setSplit(spec.policy.steps[step].split), .scheduleTick(at: now + machine.evaluationInterval)])
+        case .paused:
+            machine.state = .paused(step: step, held: checkpoint.held ?? .zero, gate: checkpoint.gate)
+            return (machine, [.record("restored after a restart: paused at step \(step + 1)"), .setSplit(spec.policy.steps[step].split)])
+        case .draining:
+            machine.state = .promoted(at: now)
+            return (machine, [.record("restored after a restart during the drain: promoted"), .persist])
+        case .promoted:
+            machine.state = .promoted(at: since)
+        case .rolledBack:
+            machine.state = .rolledBack(checkpoint.rollbackReason ?? .aborted(by: "unknown"), at: since)
+        case .aborted:
+            machine.state = .aborted(checkpoint.abortReason ?? "unknown", at: since)
+        }
+        return (machine, [])
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

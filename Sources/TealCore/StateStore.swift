@@ -1,0 +1,104 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The run-time state of one route: the decisions made while Teal ran (split, the pools a release
+/// or a promotion put in place), and the route-file pools they were made on.
+public struct RouteRecord: Sendable, Hashable, Codable {
+    public var route: String
+    public var split: Split
+    public var blue: PoolSpec
+    public var green: PoolSpec?
+    /// The blue and green pools of the route file when this state was written. When the file's
+    /// pools differ at start-up the file was edited since, and the file wins.
+    public var fileBlue: PoolSpec
+    public var fileGreen: PoolSpec?
+    public var updatedAt: Date
+
+    public init(route: String, split: Split, blue: PoolSpec, green: PoolSpec?, fileBlue: PoolSpec, fileGreen: PoolSpec?, updatedAt: Date) {
+        self.route = route
+        self.split = split
+        self.blue = blue
+        self.green = green
+        self.fileBlue = fileBlue
+        self.fileGreen = fileGreen
+        self.updatedAt = updatedAt
+    }
+}
+
+/// One release as stored: what it releases, who started it, and its latest checkpoint.
+public struct ReleaseRecord: Sendable, Hashable, Codable {
+    /// Assigned by the store when the release is first saved.
+    public var id: Int64?
+    public var spec: ReleaseSpec
+    public var startedBy: String
+    public var startedAt: Date
+    public var checkpoint: RolloutMachine.Checkpoint
+    /// Increases with every save. A save whose revision is not the stored one plus one is
+    /// refused (`StateStoreError.conflict`): two writers never both drive one release.
+    public var revision: Int
+
+    public init(id: Int64? = nil, spec: ReleaseSpec, startedBy: String, startedAt: Date, checkpoint: RolloutMachine.Checkpoint, revision: Int = 1) {
+        self.id = id
+        self.spec = spec
+        self.startedBy = startedBy
+        self.startedAt = startedAt
+        self.checkpoint = checkpoint
+        self.revision = revision
+    }
+}
+
+/// Everything a store holds for start-up.
+public struct StoredState: Sendable {
+    public var routes: [String: RouteRecord]
+    /// The latest release of each route.
+    public var releases: [String: ReleaseRecord]
+
+    public init(routes: [String: RouteRecord] = [:], releases: [String: ReleaseRecord] = [:]) {
+        self.routes = routes
+        self.releases = releases
+    }
+}
+
+/// Why the store could not do something. Messages name the file and the problem.
+public enum StateStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The state cannot be opened or read (corrupt, not a database, unreadable).
+    case unreadable(path: String, detail: String)
+    /// Written by a newer Teal: its schema has migrations this one does not know.
+    case newerSchema(path: String, unknown: [String])
+    /// A write failed; the change it carried is not durable.
+    case writeFailed(String)
+    /// Another writer saved this release since it was read.
+    case conflict(route: String, stored: Int, attempted: Int)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let detail): "state file \(path) cannot be read: \(detail)"
+        case .newerSchema(let path, let unknown):
+            "state file \(path) was written by a newer Teal (schema migrations \(unknown.joined(separator: ", ")) are unknown to this one)"
+        case .writeFailed(let detail): "state not saved: \(detail)"
+        case .conflict(let route, let stored, let attempted):
+            "release of \(route) was saved elsewhere (stored revision \(stored), this save is revision \(attempted))"
+        }
+    }
+}
+
+/// Durable state: run-time route decisions, releases and the journal. Every method returns once
+/// the change is durable (committed and synced), so a caller can acknowledge it. The interface has
+/// no SQL in it and every call is one transaction on one route, so a shared database (PostgreSQL)
+/// can serve several Teal replicas: release saves are compare-and-set by `revision`.
+public protocol StateStore: Sendable {
+    /// Everything stored, for start-up.
+    func load() async throws(StateStoreError) -> StoredState
+    func saveRoute(_ record: RouteRecord) async throws(StateStoreError)
+    /// Removes a route's run-time state (the route left the route files).
+    func deleteRoute(_ name: String) async throws(StateStoreError)
+    /// Saves a release: a record without `id` is inserted (and gets one), else updated when its
+    /// revision is the stored one plus one. Returns the saved record.
+    func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord
+    func appendJournal(_ entry: JournalEntry) async throws(StateStoreError)
+    /// Journal entries, oldest first: of one route or all, from `since` on, the latest `limit`.
+    func journal(route: String?, since: Date?, limit: Int) async throws(StateStoreError) -> [JournalEntry]
+}
