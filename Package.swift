@@ -94,7 +94,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TealCoreTests", dependencies: ["TealCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealCore", .product(name: "GRDB", package: "GRDB.swift")],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "TealConfigTests", dependencies: ["TealConfig"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TealAdminTests",

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 import TealCore
 import TealStore
@@ -107,12 +108,7 @@ struct SQLiteStateStoreTests {
         // A schema migration this build does not know.
         try FileManager.default.removeItem(atPath: file.path)
         _ = try SQLiteStateStore(path: file.path)
-        let newer = Process()
-        newer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        newer.arguments = ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"INSERT INTO grdb_migrations VALUES ('v9')\"); c.commit()", file.path]
-        try newer.run()
-        newer.waitUntilExit()
-        #expect(newer.terminationStatus == 0)
+        try await DatabaseQueue(path: file.path).write { db in try db.execute(sql: "INSERT INTO grdb_migrations VALUES ('v9')") }
         #expect(throws: StateStoreError.newerSchema(path: file.path, unknown: ["v9"])) { _ = try SQLiteStateStore(path: file.path) }
     }
 }
