@@ -11,7 +11,8 @@ public protocol AdminBackend: Sendable {
     func startRollout(route: String, request: RolloutRequest, by who: String) async throws(AdminError) -> RolloutView
     func rollout(route: String) throws(AdminError) -> RolloutView
     func rolloutAction(_ action: String, route: String, by who: String) async throws(AdminError) -> RolloutView
-    func events(route: String?, since: Date?) -> [EventView]
+    /// The journal, oldest first (at most the latest 1000 entries).
+    func events(route: String?, since: Date?) async -> [EventView]
     /// A firing alert names `route`: roll its release back. Returns what was done.
     func alert(route: String, name: String) async -> String
     /// The Prometheus text exposition of the router's metrics.

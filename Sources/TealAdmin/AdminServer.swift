@@ -95,7 +95,7 @@ public enum AdminServer {
                 }
                 since = date
             }
-            return try json(backend.events(route: route, since: since))
+            return try json(await backend.events(route: route, since: since))
         }
         v1.post("alerts") { request, _ in
             let payload = try await decode(AlertmanagerPayload.self, from: request)

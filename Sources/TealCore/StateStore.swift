@@ -102,3 +102,24 @@ public protocol StateStore: Sendable {
     /// Journal entries, oldest first: of one route or all, from `since` on, the latest `limit`.
     func journal(route: String?, since: Date?, limit: Int) async throws(StateStoreError) -> [JournalEntry]
 }
+
+extension Route {
+    /// This route (as its file defines it) with the run-time state of `record` applied: split and
+    /// pools. `nil` when the record was written on other file pools (the file was edited since:
+    /// the file wins) or does not fit (a split giving green traffic without green instances).
+    public func applying(_ record: RouteRecord) -> Route? {
+        guard record.route == name, record.fileBlue == blue, record.fileGreen == green else { return nil }
+        guard !record.blue.instances.isEmpty, record.split.green == 0 || !(record.green?.instances.isEmpty ?? true) else { return nil }
+        var route = self
+        route.blue = record.blue
+        route.green = record.green
+        route.split = record.split
+        return route
+    }
+
+    /// The record of this route's run-time state, made on the pools of `file` (the route as its
+    /// file defines it).
+    public func record(file: Route, at time: Date) -> RouteRecord {
+        RouteRecord(route: name, split: split, blue: blue, green: green, fileBlue: file.blue, fileGreen: file.green, updatedAt: time)
+    }
+}

@@ -37,13 +37,17 @@ public final class ReleaseController: Sendable {
     private let metrics: TealMetrics?
     private let runs = Mutex<[String: ReleaseRun]>([:])
     private let journal = Mutex<[JournalEntry]>([])
+    private let store: (any StateStore)?
+    /// Journal entries kept in memory when there is no store.
+    static let memoryJournalLimit = 10_000
     /// How often verdicts are evaluated and timers checked.
     public let evaluationInterval: Duration
 
     public init(routing: RoutingController, proxy: ProxyServer, group: any EventLoopGroup,
                 evaluationInterval: Duration = .milliseconds(100), metrics: TealMetrics? = nil,
-                logger: Logger = Logger(label: "teal.release")) {
+                store: (any StateStore)? = nil, logger: Logger = Logger(label: "teal.release")) {
         self.routing = routing
+        self.store = store
         self.metrics = metrics
         self.proxy = proxy
         self.group = group
@@ -73,6 +77,72 @@ public final class ReleaseController: Sendable {
         }
         run.launch()
         try await run.send(.start)
+        // Durable before the API answers, whatever the first step's actions persisted.
+        await persist(run)
+    }
+
+    /// Picks up the releases a previous run of Teal left (`stored`, the latest per route) on the
+    /// routes as they are now: running ones continue from their checkpoint, ended ones stay ended
+    /// (so their state still shows). A running release whose route's pools no longer match it
+    /// (the route file was edited while Teal was down) is aborted, and the journal says why.
+    public func restore(_ stored: [String: ReleaseRecord]) async {
+        let routes = Dictionary(routing.routes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (name, record) in stored.sorted(by: { $0.key < $1.key }) {
+            guard let route = routes[name] else {
+                logger.warning("stored release ignored: its route is no longer in the route files", metadata: ["route": "\(name)"])
+                continue
+            }
+            var record = record
+            var note: String?
+            if !record.checkpoint.isFinal {
+                if route.blue == record.spec.green {
+                    record.checkpoint.phase = .promoted  // the promotion was saved; its checkpoint was not
+                    note = "restored after a restart: green was already promoted"
+                } else if route.green != record.spec.green {
+                    record.checkpoint.phase = .aborted
+                    record.checkpoint.abortReason = "the route's pools changed while Teal was down (route file edited)"
+                    note = "aborted after a restart: the route's pools no longer match the release (route file edited while Teal was down)"
+                }
+            }
+            let now = ContinuousClock.now
+            var machine: RolloutMachine
+            var actions: [RolloutMachine.Action]
+            if let restored = RolloutMachine.restoring(record.spec, from: record.checkpoint, now: now, wallNow: Date()) {
+                (machine, actions) = restored
+            } else {
+                record.checkpoint.phase = .aborted
+                record.checkpoint.abortReason = "stored step \(record.checkpoint.step + 1) is outside the plan"
+                note = "aborted after a restart: its stored step is outside its plan"
+                (machine, actions) = RolloutMachine.restoring(record.spec, from: record.checkpoint, now: now, wallNow: Date()) ?? (RolloutMachine(spec: record.spec), [])
+            }
+            machine.evaluationInterval = evaluationInterval
+            let run = ReleaseRun(machine: machine, controller: self, startedBy: record.startedBy)
+            run.record = record
+            runs.withLock { $0[name] = run }
+            if let note {
+                await self.record(note, route: name, source: "restart")
+                await persist(run)
+            }
+            guard !machine.state.isFinal else { continue }
+            logger.notice("release restored", metadata: ["route": "\(name)", "state": "\(machine.state.name)", "step": "\(machine.currentStep.map { $0 + 1 } ?? 0)"])
+            for action in actions { await carryOut(action, for: run, source: "restart") }
+            run.launch()
+        }
+    }
+
+    /// Saves the release's checkpoint (when there is a store). A failure is logged and journaled:
+    /// the release goes on (a rollback must never wait for a disk).
+    func persist(_ run: ReleaseRun) async {
+        guard let store, let checkpoint = run.checkpoint(now: .now, wallNow: Date()) else { return }
+        var record = run.record ?? ReleaseRecord(spec: run.spec, startedBy: run.startedBy, startedAt: Date(), checkpoint: checkpoint, revision: 0)
+        record.checkpoint = checkpoint
+        record.revision += 1
+        do {
+            run.record = try await store.saveRelease(record)
+        } catch {
+            logger.error("release state not saved", metadata: ["route": "\(run.spec.route)", "error": "\(error)"])
+            appendToMemory(JournalEntry(time: Date(), route: run.spec.route, text: "release state not saved: \(error)", source: "verdict"))
+        }
     }
 
     /// Sends an operator event (pause, resume, promote, abort, alert) to the route's release.
@@ -107,9 +177,28 @@ public final class ReleaseController: Sendable {
         return state(route: route)
     }
 
-    /// Journal entries, oldest first.
-    public func events(route: String? = nil) -> [JournalEntry] {
-        journal.withLock { entries in route.map { name in entries.filter { $0.route == name } } ?? entries }
+    /// Journal entries, oldest first: of one route or all, from `since` on, at most the latest
+    /// `limit`. From the store when there is one (so they survive restarts).
+    public func events(route: String? = nil, since: Date? = nil, limit: Int = 1000) async -> [JournalEntry] {
+        if let store, let stored = try? await store.journal(route: route, since: since, limit: limit) {
+            // Entries whose save failed are only in memory; show them too.
+            let unsaved = memoryEvents(route: route, since: since)
+            return unsaved.isEmpty ? stored : Array((stored + unsaved).sorted { $0.time < $1.time }.suffix(limit))
+        }
+        return Array(memoryEvents(route: route, since: since).suffix(limit))
+    }
+
+    private func memoryEvents(route: String?, since: Date?) -> [JournalEntry] {
+        journal.withLock { entries in
+            entries.filter { (route == nil || $0.route == route) && (since == nil || $0.time >= since!) }
+        }
+    }
+
+    private func appendToMemory(_ entry: JournalEntry) {
+        journal.withLock { entries in
+            entries.append(entry)
+            if entries.count > Self.memoryJournalLimit { entries.removeFirst(entries.count - Self.memoryJournalLimit) }
+        }
     }
 
     /// Stops every release's task (shutdown); their state stays as it is.
@@ -119,10 +208,18 @@ public final class ReleaseController: Sendable {
 
     // MARK: Carrying out actions (called by ReleaseRun, in order)
 
-    /// Adds an entry to the journal (and the log).
-    public func record(_ text: String, route: String, source: String) {
-        journal.withLock { $0.append(JournalEntry(time: Date(), route: route, text: text, source: source)) }
+    /// Adds an entry to the journal (and the log); with a store, returns once it is durable (an
+    /// entry that cannot be saved stays in memory, and the log says so).
+    public func record(_ text: String, route: String, source: String) async {
+        let entry = JournalEntry(time: Date(), route: route, text: text, source: source)
         logger.info("release", metadata: ["route": "\(route)", "event": "\(text)", "source": "\(source)"])
+        guard let store else { return appendToMemory(entry) }
+        do {
+            try await store.appendJournal(entry)
+        } catch {
+            logger.error("journal entry not saved", metadata: ["route": "\(route)", "error": "\(error)"])
+            appendToMemory(entry)
+        }
     }
 
     func rolledBack(route: String, reason: RollbackReason) {
@@ -136,8 +233,12 @@ public final class ReleaseController: Sendable {
         case .setSplit(let split):
             do {
                 try await routing.setSplit(split, route: route)
+            } catch .stateNotSaved(let detail) where split == .allBlue {
+                // Back to blue even when the state cannot be saved: safety first.
+                try? await routing.setSplit(split, route: route, persist: false)
+                await record("split \(split) applied but not saved: \(detail)", route: route, source: source)
             } catch {
-                record("could not set split \(split): \(error)", route: route, source: source)
+                await record("could not set split \(split): \(error)", route: route, source: source)
             }
         case .runSmoke(let requests, let instances):
             let group = self.group
@@ -161,14 +262,14 @@ public final class ReleaseController: Sendable {
                                "TEAL_GREEN_WEIGHT": String(split.green), "TEAL_GREEN_VERSION": run.spec.green.version ?? ""]
             Task {
                 let failure = await HookRunner.run(command, environment: environment, timeout: hooks.timeout)
-                if let failure { self.record("\(event) hook failed: \(failure)", route: route, source: "verdict") }
+                if let failure { await self.record("\(event) hook failed: \(failure)", route: route, source: "verdict") }
                 if event == "step" { run.post(.hookFinished(step: step, failure: failure)) }
             }
         case .promoteGreen:
             do {
                 run.oldBlue = try await routing.promoteGreen(route: route)
             } catch {
-                record("could not promote: \(error)", route: route, source: source)
+                await record("could not promote: \(error)", route: route, source: source)
             }
         case .drainOldBlue(let deadline):
             let upstreams = run.oldBlue
@@ -182,9 +283,9 @@ public final class ReleaseController: Sendable {
                 run.post(.drained)
             }
         case .persist:
-            break  // durable state arrives with TealStore; the journal is in memory until then
+            await persist(run)
         case .record(let text):
-            record(text, route: route, source: source)
+            await record(text, route: route, source: source)
         case .scheduleTick(let at):
             run.nextTick = at
         }
@@ -270,6 +371,16 @@ final class ReleaseRun: @unchecked Sendable {
     }
 
     var state: RolloutMachine.State { lock.withLock { machine.state } }
+    /// The release as last saved (id and revision), once saved.
+    var record: ReleaseRecord? {
+        get { lock.withLock { _record } }
+        set { lock.withLock { _record = newValue } }
+    }
+    private var _record: ReleaseRecord?
+
+    func checkpoint(now: ContinuousClock.Instant, wallNow: Date) -> RolloutMachine.Checkpoint? {
+        lock.withLock { machine.checkpoint(now: now, wallNow: wallNow) }
+    }
     var step: Int? { lock.withLock { machine.currentStep } }
 
     func launch() {

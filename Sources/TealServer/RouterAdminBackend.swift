@@ -28,7 +28,7 @@ public struct RouterAdminBackend: AdminBackend {
         do {
             try await router.controller.setSplit(split, route: route)
             if let before, before != split {
-                router.releases.record("split set to \(split) by \(who) (was \(before))", route: route, source: JournalEntry.source(of: who))
+                await router.releases.record("split set to \(split) by \(who) (was \(before))", route: route, source: JournalEntry.source(of: who))
             }
         } catch .unknownRoute(let name) {
             throw .notFound("no route named \(name)")
@@ -119,9 +119,8 @@ public struct RouterAdminBackend: AdminBackend {
         return try rollout(route: name)
     }
 
-    public func events(route: String?, since: Date?) -> [EventView] {
-        router.releases.events(route: route)
-            .filter { since == nil || $0.time >= since! }
+    public func events(route: String?, since: Date?) async -> [EventView] {
+        await router.releases.events(route: route, since: since)
     }
 
     public func alert(route: String, name: String) async -> String {

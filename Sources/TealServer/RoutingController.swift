@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Logging
 import TealAdmin
 import NIOCore
@@ -23,6 +24,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         /// Latency histograms by colour (they stay with the colour at promotion).
         var blueLatency: CoreMetrics.Timer?
         var greenLatency: CoreMetrics.Timer?
+        /// The route as its file defines it (the basis of stored run-time state).
+        var file: Route
     }
 
     private struct UpstreamKey: Hashable {
@@ -36,6 +39,9 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     }
 
     private let state = Mutex(State())
+    /// Serializes route changes (see `mutate`).
+    private let mutations = AsyncLock()
+    private let store: (any StateStore)?
     /// Recent traffic per route and pool (10 s windows), sampled by `sampleRecentTraffic`.
     private let recent = Mutex<[String: [PoolColor: StatisticsWindow]]>([:])
     private let epoch = ContinuousClock.now
@@ -44,10 +50,15 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
 
     /// `metrics` makes the per-pool latency histograms (`teal_request_duration_seconds`); without
     /// it none are recorded.
-    public init(routes: [Route], proxy: ProxyServer, metrics: TealMetrics? = nil,
-                logger: Logger = Logger(label: "teal.routing")) {
+    /// `routes` are the routes to serve; `files` the same routes as their files define them (the
+    /// basis recorded with stored state; by default `routes`). With a `store`, every change is
+    /// saved before it applies.
+    public init(routes: [Route], files: [Route]? = nil, proxy: ProxyServer, metrics: TealMetrics? = nil,
+                store: (any StateStore)? = nil, logger: Logger = Logger(label: "teal.routing")) {
         self.proxy = proxy
         self.logger = logger
+        self.store = store
+        let files = Dictionary((files ?? routes).map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         state.withLock { state in
             state.routes = routes.map { route in
                 func latency(_ color: PoolColor) -> CoreMetrics.Timer? {
@@ -58,7 +69,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                                   blueRecorder: TrafficRecorder(shards: proxy.shardCount),
                                   greenRecorder: TrafficRecorder(shards: proxy.shardCount),
                                   picker: PoolPicker(split: route.split),
-                                  blueLatency: latency(.blue), greenLatency: latency(.green))
+                                  blueLatency: latency(.blue), greenLatency: latency(.green), file: files[route.name] ?? route)
             }
         }
     }
@@ -73,53 +84,45 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         await proxy.publish(snapshot)
     }
 
-    /// Changes a route's split; the next request routes by it once this returns.
-    /// Throws when the route is unknown or the split gives green traffic it has no instances for.
-    public func setSplit(_ split: Split, route name: String) async throws(RoutingError) {
-        try state.withLock { state throws(RoutingError) in
-            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
-            if split.green > 0 && state.routes[index].route.pool(.green).instances.isEmpty {
-                throw .noGreenInstances(name)
-            }
-            if state.routes[index].route.split != split {
-                state.routes[index].route.split = split
-                state.routes[index].picker = PoolPicker(split: split)
+    /// Changes a route's split; the next request routes by it once this returns. With a store,
+    /// the new split is durable first (`persist: false` skips that, for a rollback that must
+    /// happen even when the disk cannot take it). Throws when the route is unknown, the split gives
+    /// green traffic it has no instances for, or the state cannot be saved (nothing changes then).
+    public func setSplit(_ split: Split, route name: String, persist: Bool = true) async throws(RoutingError) {
+        try await mutate(route: name, persist: persist) { entry throws(RoutingError) in
+            if split.green > 0 && entry.route.pool(.green).instances.isEmpty { throw .noGreenInstances(name) }
+            if entry.route.split != split {
+                entry.route.split = split
+                entry.picker = PoolPicker(split: split)
             }
         }
-        await publish()
     }
 
     /// Gives a route a (new) green pool for a release; green gets no traffic until a split says
     /// so. Refused when the route is unknown, green has no instances, or shares one with blue.
     public func setGreen(_ green: PoolSpec, route name: String) async throws(RoutingError) {
-        try state.withLock { state throws(RoutingError) in
-            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
+        try await mutate(route: name) { entry throws(RoutingError) in
             guard !green.instances.isEmpty else { throw .noGreenInstances(name) }
-            var route = state.routes[index].route
-            if let shared = green.instances.first(where: route.blue.instances.contains) {
+            if let shared = green.instances.first(where: entry.route.blue.instances.contains) {
                 throw .instanceInBothPools(name, shared)
             }
-            route.green = green
-            if route.split.green > 0 {
-                route.split = .allBlue
-                state.routes[index].picker = PoolPicker(split: .allBlue)
+            entry.route.green = green
+            if entry.route.split.green > 0 {
+                entry.route.split = .allBlue
+                entry.picker = PoolPicker(split: .allBlue)
             }
-            state.routes[index].route = route
-            state.routes[index].health = PoolHealth(spec: route.health, blue: route.blue.instances, green: green.instances,
-                                                   keeping: state.routes[index].health)
+            entry.health = PoolHealth(spec: entry.route.health, blue: entry.route.blue.instances, green: green.instances, keeping: entry.health)
         }
-        await publish()
     }
 
     /// Promotes green: it becomes the route's blue (version, instances, counters and rotation),
     /// green is emptied and all traffic goes to the new blue. Returns the old blue pool's
     /// upstreams, which the caller drains.
     public func promoteGreen(route name: String) async throws(RoutingError) -> [Upstream] {
-        let old = try state.withLock { state throws(RoutingError) -> [Upstream] in
-            guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
-            var entry = state.routes[index]
+        var oldBlue: [InstanceAddress] = []
+        try await mutate(route: name) { entry throws(RoutingError) in
             guard let green = entry.route.green, !green.instances.isEmpty else { throw .noGreenInstances(name) }
-            let oldBlue = entry.route.blue.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0)] }
+            oldBlue = entry.route.blue.instances
             entry.route.blue = green
             entry.route.green = nil
             entry.route.split = .allBlue
@@ -128,11 +131,34 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             swap(&entry.blueRotation, &entry.greenRotation)
             entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
             entry.health = PoolHealth(spec: entry.route.health, blue: green.instances, green: [], keeping: entry.health)
-            state.routes[index] = entry
-            return oldBlue
         }
-        await publish()
-        return old
+        let addresses = oldBlue
+        return state.withLock { state in addresses.compactMap { state.upstreams[UpstreamKey(route: name, address: $0)] } }
+    }
+
+    /// Changes one route: `change` runs on a copy of its state; the result is saved to the store
+    /// (when there is one and `persist`), then put in place and published. Changes are serialized,
+    /// so the store and the routing state see them in the same order; a change that is refused or
+    /// cannot be saved leaves everything as it was.
+    private func mutate(route name: String, persist: Bool = true,
+                        _ change: (inout RouteState) throws(RoutingError) -> Void) async throws(RoutingError) {
+        try await mutations.withLock { () async throws(RoutingError) in
+            let (index, entry) = try state.withLock { state throws(RoutingError) -> (Int, RouteState) in
+                guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
+                var entry = state.routes[index]
+                try change(&entry)
+                return (index, entry)
+            }
+            if persist, let store {
+                do {
+                    try await store.saveRoute(entry.route.record(file: entry.file, at: Date()))
+                } catch {
+                    throw .stateNotSaved("\(error)")
+                }
+            }
+            state.withLock { $0.routes[index] = entry }
+            await publish()
+        }
     }
 
     /// The cumulative traffic counts of a route's pool.
@@ -272,12 +298,14 @@ public enum RoutingError: Error, Equatable, CustomStringConvertible {
     case unknownRoute(String)
     case noGreenInstances(String)
     case instanceInBothPools(String, InstanceAddress)
+    case stateNotSaved(String)
 
     public var description: String {
         switch self {
         case .instanceInBothPools(let name, let address): "route \(name): \(address) cannot be in both blue and green"
         case .unknownRoute(let name): "no route named \(name)"
         case .noGreenInstances(let name): "route \(name) has no green instances to send traffic to"
+        case .stateNotSaved(let detail): "the change was not made: \(detail)"
         }
     }
 }

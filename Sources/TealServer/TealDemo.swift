@@ -102,7 +102,7 @@ public struct TealDemo: Sendable {
         var state = router.releases.state(route: "demo")
         while let current = state, !current.isFinal, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(500))
-            for event in router.releases.events(route: "demo").dropFirst(shownEvents) {
+            for event in await router.releases.events(route: "demo").dropFirst(shownEvents) {
                 output("  event: \(event.text)")
                 shownEvents += 1
             }
@@ -115,7 +115,7 @@ public struct TealDemo: Sendable {
                              seconds: 0.5))
             previous = now
         }
-        for event in router.releases.events(route: "demo").dropFirst(shownEvents) { output("  event: \(event.text)") }
+        for event in await router.releases.events(route: "demo").dropFirst(shownEvents) { output("  event: \(event.text)") }
         load.cancel()
         await load.value
         let total = counts.total

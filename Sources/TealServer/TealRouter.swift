@@ -7,6 +7,7 @@ import TealAdmin
 import TealConfig
 import TealCore
 import TealProxy
+import TealStore
 
 /// Settings of `teal serve`. Every value has a default (DESIGN.md's contract).
 public struct ServeOptions: Sendable {
@@ -16,7 +17,7 @@ public struct ServeOptions: Sendable {
     public var proxy = ProxyConfiguration()
     /// Admin API listener and token.
     public var admin = AdminConfiguration()
-    /// State file; accepted now, used once durable state exists.
+    /// The SQLite state file (created when missing).
     public var statePath = ".teal/state.sqlite"
     /// Event loop threads; `nil` uses one per core.
     public var threads: Int?
@@ -36,27 +37,73 @@ public final class TealRouter: Sendable {
     public let metrics = TealMetrics()
     private let ownsGroup: Bool
     private let logger: Logger
+    /// Releases stored by an earlier run, picked up by `start()`.
+    private let storedReleases: [String: ReleaseRecord]
 
     /// Builds a router for `routes`; call `start()` to listen. With no `group`, one is made with
     /// `threads` event loops (default: one per core) and shut down by `shutdown()`.
+    ///
+    /// With a `store`, every run-time change is saved before it applies, and `stored` (what the
+    /// store held at start-up) is reconciled with `routes`: a route whose file pools are those the
+    /// stored state was made on gets its stored split and pools back; one whose file changed since
+    /// is served as the file says (logged). Stored releases continue in `start()`.
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
-                group: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "teal")) {
+                group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
+                logger: Logger = Logger(label: "teal")) {
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         self.ownsGroup = group == nil
         self.logger = logger
+        self.storedReleases = stored.releases
+        let serving = Self.reconcile(files: routes, stored: stored.routes, logger: logger)
         let reporter = ForwardingReporter()
         self.proxy = ProxyServer(configuration: configuration, group: self.group, snapshot: .empty,
                                  healthReporter: reporter, logger: logger)
-        let controller = RoutingController(routes: routes, proxy: proxy, metrics: metrics, logger: logger)
+        let controller = RoutingController(routes: serving, files: routes, proxy: proxy, metrics: metrics, store: store, logger: logger)
         self.controller = controller
         reporter.target.withLock { $0 = controller }
-        self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics, logger: logger)
+        self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics,
+                                          store: store, logger: logger)
     }
 
-    /// Loads the routes at `options.routesPath` and builds a router for them.
+    /// Loads the routes at `options.routesPath` and builds a router for them (no state file).
     public convenience init(options: ServeOptions, logger: Logger = Logger(label: "teal")) throws(ConfigError) {
         let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
         self.init(routes: routes, configuration: options.proxy, threads: options.threads, logger: logger)
+    }
+
+    /// Loads the routes at `options.routesPath`, opens the state file at `options.statePath` and
+    /// builds a router that continues from it. Throws `ConfigError` for a bad route file and
+    /// `StateStoreError` for a state file that cannot be used (corrupt, unreadable, newer schema):
+    /// Teal then refuses to start rather than guess, because starting from the route files alone
+    /// could flip a half-released route's users back to another version.
+    public static func open(options: ServeOptions, logger: Logger = Logger(label: "teal")) async throws -> TealRouter {
+        let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
+        let store = try SQLiteStateStore(path: options.statePath)
+        let stored = try await store.load()
+        for name in stored.routes.keys.sorted() where !routes.contains(where: { $0.name == name }) {
+            logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
+        }
+        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, stored: stored, logger: logger)
+    }
+
+    /// The routes to serve: each file route with its stored run-time state when that state was
+    /// made on the same file pools; otherwise the file route. Every decision is logged.
+    static func reconcile(files: [Route], stored: [String: RouteRecord], logger: Logger) -> [Route] {
+        files.map { route in
+            guard let record = stored[route.name] else { return route }
+            guard let restored = route.applying(record) else {
+                logger.warning("route file changed since the state was saved: serving the route as the file says",
+                               metadata: ["route": "\(route.name)", "stored split": "\(record.split)",
+                                          "stored blue": "\(record.blue.version ?? "-")", "file split": "\(route.split)"])
+                return route
+            }
+            if restored != route {
+                logger.notice("route state restored from the state file",
+                              metadata: ["route": "\(route.name)", "split": "\(restored.split)", "blue": "\(restored.blue.version ?? "-")",
+                                         "green": "\(restored.green?.version ?? "-")"])
+            }
+            return restored
+        }
     }
 
     /// Publishes the routes and binds the listener; returns the bound address.
@@ -64,9 +111,12 @@ public final class TealRouter: Sendable {
     public func start() async throws -> SocketAddress {
         await controller.publish()
         let address = try await proxy.start()
-        // Routes whose policy says `autoStart` release their green pool right away.
+        await releases.restore(storedReleases)
+        // Routes whose policy says `autoStart` release their green pool right away, unless that
+        // green was released already (a restart does not retry a rolled-back release).
         for route in controller.routes {
-            guard let policy = route.rollout, policy.autoStart, let green = route.green, !green.instances.isEmpty else { continue }
+            guard let policy = route.rollout, policy.autoStart, let green = route.green, !green.instances.isEmpty,
+                  storedReleases[route.name]?.spec.green != green else { continue }
             try await releases.start(ReleaseSpec(route: route.name, green: green, policy: policy), by: "route-file")
         }
         return address

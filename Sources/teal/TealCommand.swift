@@ -99,7 +99,12 @@ struct Serve: AsyncParsableCommand {
         options.threads = threads
         let router: TealRouter
         do {
-            router = try TealRouter(options: options)
+            router = try await TealRouter.open(options: options, logger: Logger(label: "teal"))
+        } catch let error as StateStoreError {
+            let advice = "teal: refusing to start: the state file holds the run-time splits and releases; "
+                + "restore it from a backup, or move it aside to start from the route files alone"
+            FileHandle.standardError.write(Data("teal: \(error)\n\(advice)\n".utf8))
+            throw ExitCode(2)
         } catch {
             FileHandle.standardError.write(Data("teal: \(error)\n".utf8))
             throw ExitCode(2)

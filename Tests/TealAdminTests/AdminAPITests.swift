@@ -186,7 +186,7 @@ struct AdminAPITests {
                 #expect(results == [AlertResult(route: "shop", alert: "HighErrorRate", result: "rolled-back")])
             }
             #expect(harness.router.controller.routes[0].split == .allBlue)
-            #expect(harness.router.releases.events(route: "shop").contains { $0.text == "rolled back: alert HighErrorRate fired" })
+            #expect(await harness.router.releases.events(route: "shop").contains { $0.text == "rolled back: alert HighErrorRate fired" })
             try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: AdminHarness.json("{\"alerts\": 3}")) {
                 #expect($0.status == .badRequest)
                 #expect($0.text.contains("field alerts must be a list"))

@@ -82,7 +82,7 @@ extension LiveTests {
             print("rollback: \(green.count) green answers; last green answer \(detectToAllBlue) after the condition held")
             #expect(samples.last!.backend.hasPrefix("blue"))
             #expect(fixture.router.controller.routes[0].split == .allBlue)
-            #expect(fixture.router.releases.events(route: "live").contains { $0.text.contains("rolled back: green error rate") })
+            #expect(await fixture.router.releases.events(route: "live").contains { $0.text.contains("rolled back: green error rate") })
             await fixture.stop()
         }
 
@@ -172,7 +172,7 @@ extension LiveTests {
             let outcome = await fixture.router.releases.outcome(route: "live", timeout: .seconds(5))
             guard case .promoted(let at)? = outcome else { Issue.record("expected promotion"); await fixture.stop(); return }
             #expect(at - started >= .milliseconds(600))
-            #expect(fixture.router.releases.events(route: "live").contains { $0.text.contains("old blue pool drained") })
+            #expect(await fixture.router.releases.events(route: "live").contains { $0.text.contains("old blue pool drained") })
             await fixture.stop()
         }
 
