@@ -17,10 +17,13 @@ final class ServedRouter: @unchecked Sendable {
     let proxyPort: Int
     let adminPort: Int
     let directory: URL
-    let server: TealProcess
+    private(set) var server: TealProcess
+    let serveArguments: [String]
 
-    /// Backends `blue` (healthy), `green` (healthy) and `bad` (every answer a 500).
-    init(extraArguments: [String] = []) async throws {
+    /// Backends `blue` (healthy), `green` (healthy) and `bad` (every answer a 500); the route
+    /// `shop` releases by `plan` holding `hold` per step.
+    init(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
+         autoStart: Bool = false) async throws {
         var backends: [String: DemoBackend] = [:]
         var ports: [String: Int] = [:]
         for (name, errorRate) in [("blue", 0.0), ("green", 0.0), ("bad", 1.0)] {
@@ -37,19 +40,50 @@ final class ServedRouter: @unchecked Sendable {
         let routes = """
             route: shop
             blue: {version: "1.0", instances: ["127.0.0.1:\(ports["blue"]!)"]}
-            green: {version: "1.1", instances: ["127.0.0.1:\(ports["green"]!)"]}
+            green: {version: "1.1", instances: ["127.0.0.1:\(ports[green]!)"]}
             split: 1/0
             health: {enabled: false}
             rollout:
-              steps: [1/1, 0/1]
-              hold: 1s
+              steps: \(plan)
+              hold: \(hold)
+              autoStart: \(autoStart)
               rollback: {maxErrorRate: 20%, minRequests: 10}
             """
         try routes.write(to: directory.appendingPathComponent("shop.yaml"), atomically: true, encoding: .utf8)
-        server = try TealProcess(["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxyPort)",
-                                  "--admin", "127.0.0.1:\(adminPort)", "--state", directory.appendingPathComponent("state.sqlite").path,
-                                  "--threads", "1"] + extraArguments)
+        serveArguments = ["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxyPort)",
+                          "--admin", "127.0.0.1:\(adminPort)", "--state", directory.appendingPathComponent("state.sqlite").path,
+                          "--threads", "1"] + extraArguments
+        server = try TealProcess(serveArguments)
         try await server.waitUntilServing(port: adminPort)
+        try await server.waitUntilListening(port: proxyPort)
+    }
+
+    /// Stops `teal serve` with `signal` and starts a new one with the same arguments and state
+    /// file; returns once both its listeners are up (no request has been sent through it).
+    func restart(with signal: Int32) async throws {
+        server.send(signal)
+        _ = await server.waitForExit(timeout: .seconds(40))
+        server = try TealProcess(serveArguments)
+        try await server.waitUntilServing(port: adminPort)
+        try await server.waitUntilListening(port: proxyPort)
+    }
+
+    /// Sends one request through the proxy; the backend that answered (`blue`, `green`, `bad`)
+    /// or the status when it was not 200.
+    func request() async throws -> String {
+        let (data, response) = try await URLSession(configuration: .ephemeral).data(from: URL(string: "http://127.0.0.1:\(proxyPort)/")!)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        return status == 200 ? String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "status \(status)"
+    }
+
+    /// The journal of `shop`.
+    func events() async throws -> [EventView] {
+        try await AdminClient(address: "127.0.0.1:\(adminPort)", token: nil).send("GET", "/v1/events?route=shop")
+    }
+
+    /// The release of `shop` as the API shows it.
+    func rollout() async throws -> RolloutView {
+        try await AdminClient(address: "127.0.0.1:\(adminPort)", token: nil).send("GET", "/v1/routes/shop/rollout")
     }
 
     /// Runs a client command against this router's admin API.
@@ -74,8 +108,9 @@ final class ServedRouter: @unchecked Sendable {
     }
 
     /// Runs `body`, then stops everything whether it threw or not.
-    static func with(extraArguments: [String] = [], _ body: (ServedRouter) async throws -> Void) async throws {
-        let router = try await ServedRouter(extraArguments: extraArguments)
+    static func with(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
+                     autoStart: Bool = false, _ body: (ServedRouter) async throws -> Void) async throws {
+        let router = try await ServedRouter(extraArguments: extraArguments, plan: plan, hold: hold, green: green, autoStart: autoStart)
         do {
             try await body(router)
         } catch {
@@ -137,7 +172,7 @@ struct CLITests {
             #expect(view.state == "rolled-back" && view.reason?.contains("error rate") == true, "\(status.output)")
 
             // The journal says who asked: the CLI started both releases, the verdict rolled one back.
-            let events: [EventView] = try await AdminClient(address: "127.0.0.1:\(router.adminPort)", token: nil).send("GET", "/v1/events?route=shop")
+            let events = try await router.events()
             let entries = events.map { "\($0.source): \($0.text)" }
             #expect(entries.filter { $0.hasPrefix("cli: release of") }.count == 2, "\(entries)")
             #expect(entries.contains { $0.hasPrefix("verdict: rolled back: green error rate") }, "\(entries)")

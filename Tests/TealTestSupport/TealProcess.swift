@@ -105,6 +105,30 @@ public final class TealProcess: @unchecked Sendable {
         throw Failure("teal did not serve on port \(port) within \(timeout):\n\(log)")
     }
 
+    /// Waits until a TCP connection to `127.0.0.1:port` succeeds (it is closed at once, before
+    /// any request), at most `timeout`.
+    public func waitUntilListening(port: Int, timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else { throw Failure("teal exited with status \(process.terminationStatus):\n\(log)") }
+            if Self.canConnect(port: port) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw Failure("nothing listens on port \(port) after \(timeout):\n\(log)")
+    }
+
+    static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
     /// Runs `teal arguments…` to the end (at most `timeout`); its exit status and output.
     public static func run(_ arguments: [String], environment: [String: String] = [:],
                            timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+import TealAdmin
+import TealTestSupport
+
+@Suite("teal serve restarts: durable state", .serialized)
+struct RestartTests {
+    @Test("kill -9 mid-release: the restarted router serves the same split from its first request and the release goes on from its step, hold counted from the persisted step start")
+    func crashRecovery() async throws {
+        try await ServedRouter.with(plan: "[1/3, 0/1]", hold: "4s") { router in
+            var load = router.load()
+            let start = try await router.teal(["rollout", "start", "shop"])
+            #expect(start.status == 0, "\(start.output)")
+            // 2 s into step 1 (1/3): the hold has 2 s left.
+            try await Task.sleep(for: .seconds(2))
+            let before = try await router.rollout()
+            #expect(before.state == "shifting" && before.step == 1 && before.split == SplitBody(blue: 1, green: 3), "\(before)")
+            load.cancel()
+            _ = await load.value
+
+            try await router.restart(with: SIGKILL)
+
+            // The very first requests follow the stored split: 1 blue and 3 green in every 4.
+            var first: [String] = []
+            for _ in 0..<8 { first.append(try await router.request()) }
+            #expect(first.filter { $0 == "blue" }.count == 2 && first.filter { $0 == "green" }.count == 6, "\(first)")
+            let after = try await router.rollout()
+            #expect(after.state == "shifting" && after.step == 1, "\(after)")
+
+            load = router.load()
+            let promoted = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
+            load.cancel()
+            _ = await load.value
+            #expect(promoted.status == 0, "\(promoted.output)")
+            let events = try await router.events()
+            let stepOne = try #require(events.first { $0.text.hasPrefix("step 1/2") })
+            let stepTwo = try #require(events.first { $0.text.hasPrefix("step 2/2") })
+            #expect(events.contains { $0.source == "restart" && $0.text.hasPrefix("restored after a restart at step 1/2") }, "\(events.map(\.text))")
+            // Counted from the persisted start: step 2 began 4 s (plus evaluation slack) after step 1,
+            // not 4 s after the restart (which was 2 s into step 1).
+            let gap = stepTwo.time.timeIntervalSince(stepOne.time)
+            #expect(gap >= 3.9 && gap < 5.5, "step 1 → step 2 took \(gap) s")
+
+            // A promoted release stays promoted across another crash, on the new blue.
+            try await router.restart(with: SIGKILL)
+            let final = try await router.rollout()
+            #expect(final.state == "promoted", "\(final)")
+            var answers: Set<String> = []
+            for _ in 0..<4 { answers.insert(try await router.request()) }
+            #expect(answers == ["green"], "the promoted version (green's instance) serves everything: \(answers)")
+        }
+    }
+
+    @Test("a rolled-back release stays rolled back after a restart, and autoStart does not retry it")
+    func rolledBackStays() async throws {
+        // The route file's green answers only 500s and its release starts by itself.
+        try await ServedRouter.with(plan: "[1/1, 0/1]", hold: "30s", green: "bad", autoStart: true) { router in
+            let load = router.load()
+            let rolledBack = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
+            load.cancel()
+            _ = await load.value
+            #expect(rolledBack.status == 1, "\(rolledBack.output)")
+            try await router.restart(with: SIGKILL)
+            let view = try await router.rollout()
+            #expect(view.state == "rolled-back" && view.reason?.contains("error rate") == true, "\(view)")
+            let started = try await router.events().filter { $0.text.hasPrefix("release of") }
+            #expect(started.count == 1 && started.first?.source == "route-file", "\(started)")
+            var answers: Set<String> = []
+            for _ in 0..<6 { answers.insert(try await router.request()) }
+            #expect(answers == ["blue"], "\(answers)")
+        }
+    }
+
+    @Test("a corrupt state file: teal serve refuses to start, says what is wrong and what to do, and leaves the file alone")
+    func corruptStateFile() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-state-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "route: shop\nblue: {instances: [\"127.0.0.1:9\"]}\n".write(to: directory.appendingPathComponent("shop.yaml"), atomically: true, encoding: .utf8)
+        let state = directory.appendingPathComponent("state.sqlite")
+        let garbage = Data("not a database at all, but somebody's notes\n".utf8)
+        try garbage.write(to: state)
+        let result = try await TealProcess.run(["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(try freePort())",
+                                                "--admin", "127.0.0.1:\(try freePort())", "--state", state.path])
+        #expect(result.status == 2, "\(result.output)")
+        #expect(result.output.contains("state file \(state.path) cannot be read: not a SQLite database"), "\(result.output)")
+        #expect(result.output.contains("refusing to start"), "\(result.output)")
+        #expect(try Data(contentsOf: state) == garbage)
+    }
+}
