@@ -15,6 +15,9 @@ public protocol AdminBackend: Sendable {
     func events(route: String?, since: Date?) async -> [EventView]
     /// A firing alert names `route`: roll its release back. Returns what was done.
     func alert(route: String, name: String) async -> String
+    /// Re-reads the route files and applies them; refused (400, naming file, line and key) when
+    /// one has an error, and then nothing changes.
+    func reload(by who: String) async throws(AdminError) -> ReloadSummary
     /// The Prometheus text exposition of the router's metrics.
     func metrics() async -> [UInt8]
 }

@@ -97,6 +97,9 @@ public enum AdminServer {
             }
             return try json(await backend.events(route: route, since: since))
         }
+        v1.post("reload") { request, _ in
+            try json(try await backend.reload(by: requester(request)))
+        }
         v1.post("alerts") { request, _ in
             let payload = try await decode(AlertmanagerPayload.self, from: request)
             var results: [AlertResult] = []

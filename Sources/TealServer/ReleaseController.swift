@@ -130,6 +130,22 @@ public final class ReleaseController: Sendable {
         }
     }
 
+    /// After a reload: aborts running releases whose route went away or whose green pool the
+    /// route files changed (the release was of a pool that is no longer routed to).
+    func routesChanged(by requester: String) async {
+        let routes = Dictionary(routing.routes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (name, run) in runs.withLock({ $0 }) where !run.state.isFinal {
+            let reason: String
+            if let route = routes[name] {
+                guard route.green != run.spec.green else { continue }
+                reason = "the reloaded route files changed its green pool"
+            } else {
+                reason = "its route was removed from the route files"
+            }
+            try? await run.send(.abort(reason: reason, by: requester))
+        }
+    }
+
     /// Saves the release's checkpoint (when there is a store). A failure is logged and journaled:
     /// the release goes on (a rollback must never wait for a disk).
     func persist(_ run: ReleaseRun) async {

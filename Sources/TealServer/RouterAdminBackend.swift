@@ -135,6 +135,18 @@ public struct RouterAdminBackend: AdminBackend {
         return router.releases.state(route: route)?.name ?? "unknown"
     }
 
+    public func reload(by who: String) async throws(AdminError) -> ReloadSummary {
+        do {
+            return try await router.reload(by: who)
+        } catch let error as ConfigError {
+            throw .badRequest("route files not reloaded, the running routes stay: \(error)")
+        } catch let error as RoutingError {
+            throw AdminError(status: 503, message: "route files not reloaded: \(error)")
+        } catch {
+            throw AdminError(status: 500, message: "route files not reloaded: \(error)")
+        }
+    }
+
     public func metrics() async -> [UInt8] {
         let controller = router.controller
         let now = ContinuousClock.now

@@ -42,6 +42,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// Serializes route changes (see `mutate`).
     private let mutations = AsyncLock()
     private let store: (any StateStore)?
+    private let metrics: TealMetrics?
     /// Recent traffic per route and pool (10 s windows), sampled by `sampleRecentTraffic`.
     private let recent = Mutex<[String: [PoolColor: StatisticsWindow]]>([:])
     private let epoch = ContinuousClock.now
@@ -49,8 +50,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     private let logger: Logger
 
     /// `metrics` makes the per-pool latency histograms (`teal_request_duration_seconds`); without
-    /// it none are recorded.
-    /// `routes` are the routes to serve; `files` the same routes as their files define them (the
+    /// it none are recorded. `routes` are the routes to serve; `files` the same routes as their files define them (the
     /// basis recorded with stored state; by default `routes`). With a `store`, every change is
     /// saved before it applies.
     public init(routes: [Route], files: [Route]? = nil, proxy: ProxyServer, metrics: TealMetrics? = nil,
@@ -58,19 +58,88 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         self.proxy = proxy
         self.logger = logger
         self.store = store
+        self.metrics = metrics
         let files = Dictionary((files ?? routes).map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        state.withLock { state in
-            state.routes = routes.map { route in
-                func latency(_ color: PoolColor) -> CoreMetrics.Timer? {
-                    metrics?.latencyTimer(route: route.name, pool: color)
+        let entries = routes.map { makeState($0, file: files[$0.name] ?? $0) }
+        state.withLock { $0.routes = entries }
+    }
+
+    private func makeState(_ route: Route, file: Route) -> RouteState {
+        RouteState(route: route,
+                   health: PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances),
+                   blueRecorder: TrafficRecorder(shards: proxy.shardCount),
+                   greenRecorder: TrafficRecorder(shards: proxy.shardCount),
+                   picker: PoolPicker(split: route.split),
+                   blueLatency: metrics?.latencyTimer(route: route.name, pool: .blue),
+                   greenLatency: metrics?.latencyTimer(route: route.name, pool: .green), file: file)
+    }
+
+    /// Replaces the routes by a new set from the route files, atomically: routes keep their
+    /// counters, rotations and run-time state where the file did not change what that state rests
+    /// on. For each pool, an unchanged file pool keeps the run-time pool (a promotion, an API
+    /// green); a changed one takes the file's. The split stays unless green is gone (then all
+    /// blue). New routes start as their file says; removed ones go. With a store the new state is
+    /// saved first, so a reload that cannot be saved changes nothing. Returns what changed, and
+    /// the upstreams no longer routed to (for the caller to drain).
+    public func reload(_ files: [Route]) async throws(RoutingError) -> (ReloadSummary, [Upstream]) {
+        try await mutations.withLock { () async throws(RoutingError) -> (ReloadSummary, [Upstream]) in
+            let current = state.withLock { $0.routes }
+            var summary = ReloadSummary()
+            var entries: [RouteState] = []
+            for file in files {
+                guard var entry = current.first(where: { $0.route.name == file.name }) else {
+                    summary.added.append(file.name)
+                    entries.append(makeState(file, file: file))
+                    continue
                 }
-                return RouteState(route: route,
-                                  health: PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances),
-                                  blueRecorder: TrafficRecorder(shards: proxy.shardCount),
-                                  greenRecorder: TrafficRecorder(shards: proxy.shardCount),
-                                  picker: PoolPicker(split: route.split),
-                                  blueLatency: latency(.blue), greenLatency: latency(.green), file: files[route.name] ?? route)
+                guard entry.file != file else {
+                    summary.unchanged.append(file.name)
+                    entries.append(entry)
+                    continue
+                }
+                summary.changed.append(file.name)
+                var route = file
+                route.blue = entry.file.blue == file.blue ? entry.route.blue : file.blue
+                route.green = entry.file.green == file.green ? entry.route.green : file.green
+                route.split = entry.route.split
+                if route.split.green > 0 && (route.green?.instances.isEmpty ?? true) { route.split = .allBlue }
+                if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }
+                if route.blue != entry.route.blue {
+                    entry.blueRecorder = TrafficRecorder(shards: proxy.shardCount)
+                    entry.blueRotation = InstanceRotation()
+                }
+                if route.green != entry.route.green {
+                    entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
+                    entry.greenRotation = InstanceRotation()
+                }
+                entry.health = PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances, keeping: entry.health)
+                entry.route = route
+                entry.file = file
+                entries.append(entry)
             }
+            summary.removed = current.map(\.route.name).filter { name in !files.contains { $0.name == name } }
+            if let store {
+                do {
+                    for entry in entries where !summary.unchanged.contains(entry.route.name) {
+                        try await store.saveRoute(entry.route.record(file: entry.file, at: Date()))
+                    }
+                    for name in summary.removed { try await store.deleteRoute(name) }
+                } catch {
+                    throw .stateNotSaved("\(error)")
+                }
+            }
+            let gone = state.withLock { state -> [Upstream] in
+                state.routes = entries
+                let routed = Set(entries.flatMap { entry in
+                    (entry.route.blue.instances + entry.route.pool(.green).instances).map { UpstreamKey(route: entry.route.name, address: $0) }
+                })
+                let stale = state.upstreams.filter { !routed.contains($0.key) }
+                for key in stale.keys { state.upstreams[key] = nil }
+                return Array(stale.values)
+            }
+            recent.withLock { recent in for name in summary.removed { recent[name] = nil } }
+            await publish()
+            return (summary, gone)
         }
     }
 
@@ -309,3 +378,4 @@ public enum RoutingError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+

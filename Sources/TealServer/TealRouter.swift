@@ -8,6 +8,7 @@ import TealConfig
 import TealCore
 import TealProxy
 import TealStore
+import UnixSignals
 
 /// Settings of `teal serve`. Every value has a default (DESIGN.md's contract).
 public struct ServeOptions: Sendable {
@@ -39,6 +40,10 @@ public final class TealRouter: Sendable {
     private let logger: Logger
     /// Releases stored by an earlier run, picked up by `start()`.
     private let storedReleases: [String: ReleaseRecord]
+    /// Where the route files are, for reloads (`nil`: the routes came from code; no reload).
+    public let routesPath: String?
+    /// How long removed instances and old pools may take to finish their requests.
+    let drainTimeout: Duration
 
     /// Builds a router for `routes`; call `start()` to listen. With no `group`, one is made with
     /// `threads` event loops (default: one per core) and shut down by `shutdown()`.
@@ -49,7 +54,9 @@ public final class TealRouter: Sendable {
     /// is served as the file says (logged). Stored releases continue in `start()`.
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
                 group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
-                logger: Logger = Logger(label: "teal")) {
+                routesPath: String? = nil, logger: Logger = Logger(label: "teal")) {
+        self.routesPath = routesPath
+        self.drainTimeout = .nanoseconds(configuration.drainTimeout.nanoseconds)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         self.ownsGroup = group == nil
         self.logger = logger
@@ -68,7 +75,7 @@ public final class TealRouter: Sendable {
     /// Loads the routes at `options.routesPath` and builds a router for them (no state file).
     public convenience init(options: ServeOptions, logger: Logger = Logger(label: "teal")) throws(ConfigError) {
         let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
-        self.init(routes: routes, configuration: options.proxy, threads: options.threads, logger: logger)
+        self.init(routes: routes, configuration: options.proxy, threads: options.threads, routesPath: options.routesPath, logger: logger)
     }
 
     /// Loads the routes at `options.routesPath`, opens the state file at `options.statePath` and
@@ -83,7 +90,8 @@ public final class TealRouter: Sendable {
         for name in stored.routes.keys.sorted() where !routes.contains(where: { $0.name == name }) {
             logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
         }
-        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, stored: stored, logger: logger)
+        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, stored: stored,
+                          routesPath: options.routesPath, logger: logger)
     }
 
     /// The routes to serve: each file route with its stored run-time state when that state was
@@ -122,6 +130,41 @@ public final class TealRouter: Sendable {
         return address
     }
 
+    /// Re-reads the route files and applies them (see `RoutingController.reload`), asked for by
+    /// `requester` (its first word is the journal's source). A file with an error is refused with
+    /// that error (`ConfigError`, naming file, line and key) and nothing changes. Releases whose
+    /// route went away or whose green pool the files changed are aborted; instances no longer
+    /// routed to are drained in the background.
+    @discardableResult
+    public func reload(by requester: String) async throws -> ReloadSummary {
+        guard let routesPath else { throw ConfigError(file: "", line: nil, message: "this router has no route files to reload") }
+        let files: [Route]
+        do {
+            files = try RouteFileLoader.loadRoutes(at: routesPath)
+        } catch {
+            logger.error("reload refused: the route files have an error; the running routes stay", metadata: ["error": "\(error)"])
+            throw error
+        }
+        let (summary, gone) = try await controller.reload(files)
+        let source = JournalEntry.source(of: requester)
+        for (names, what) in [(summary.added, "added"), (summary.changed, "changed"), (summary.removed, "removed")] {
+            for name in names { await releases.record("route \(what) by a reload of the route files (by \(requester))", route: name, source: source) }
+        }
+        logger.notice("route files reloaded", metadata: ["added": "\(summary.added)", "changed": "\(summary.changed)",
+                                                          "removed": "\(summary.removed)", "unchanged": "\(summary.unchanged.count)"])
+        await releases.routesChanged(by: requester)
+        if !gone.isEmpty {
+            let proxy = self.proxy, deadline = ContinuousClock.now + drainTimeout
+            Task {
+                while ContinuousClock.now < deadline, await proxy.busyUpstreamConnections(to: gone) > 0 {
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                await proxy.closeIdleUpstreamConnections(to: gone)
+            }
+        }
+        return summary
+    }
+
     /// The health checker service for this router.
     public var healthChecker: HealthChecker { HealthChecker(controller: controller, group: group) }
 
@@ -135,7 +178,7 @@ public final class TealRouter: Sendable {
     /// Runs until SIGINT or SIGTERM, then drains in-flight requests and returns. With `admin`,
     /// the admin API runs too (refused, with the reason, on a non-loopback address without a token).
     public func run(admin: AdminConfiguration? = nil) async throws {
-        var services: [any Service] = [ProxyService(router: self), healthChecker]
+        var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger)]
         if let admin {
             services.append(try AdminServer.application(backend: RouterAdminBackend(router: self), configuration: admin, logger: logger))
         }
@@ -144,6 +187,22 @@ public final class TealRouter: Sendable {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await serviceGroup.run()
+    }
+}
+
+/// Reloads the route files on every SIGHUP until shutdown.
+struct ReloadOnHangup: Service {
+    let router: TealRouter
+    let logger: Logger
+
+    func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        try? await cancelWhenGracefulShutdown {
+            for await _ in hangups {
+                logger.notice("SIGHUP: reloading the route files")
+                _ = try? await router.reload(by: "signal (SIGHUP)")
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import NIOPosix
+import Synchronization
 import Testing
 import TealAdmin
 import TealServer
@@ -20,13 +21,13 @@ final class ServedRouter: @unchecked Sendable {
     private(set) var server: TealProcess
     let serveArguments: [String]
 
-    /// Backends `blue` (healthy), `green` (healthy) and `bad` (every answer a 500); the route
+    /// Backends `blue`, `blue2`, `green` (healthy) and `bad` (every answer a 500); the route
     /// `shop` releases by `plan` holding `hold` per step.
     init(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
          autoStart: Bool = false) async throws {
         var backends: [String: DemoBackend] = [:]
         var ports: [String: Int] = [:]
-        for (name, errorRate) in [("blue", 0.0), ("green", 0.0), ("bad", 1.0)] {
+        for (name, errorRate) in [("blue", 0.0), ("blue2", 0.0), ("green", 0.0), ("bad", 1.0)] {
             let backend = DemoBackend(options: .init(name: name, errorRate: errorRate), group: group)
             ports[name] = try #require(try await backend.start().port)
             backends[name] = backend
@@ -37,25 +38,47 @@ final class ServedRouter: @unchecked Sendable {
         adminPort = try freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let routes = """
-            route: shop
-            blue: {version: "1.0", instances: ["127.0.0.1:\(ports["blue"]!)"]}
-            green: {version: "1.1", instances: ["127.0.0.1:\(ports[green]!)"]}
-            split: 1/0
-            health: {enabled: false}
-            rollout:
-              steps: \(plan)
-              hold: \(hold)
-              autoStart: \(autoStart)
-              rollback: {maxErrorRate: 20%, minRequests: 10}
-            """
-        try routes.write(to: directory.appendingPathComponent("shop.yaml"), atomically: true, encoding: .utf8)
+        settings = RouteSettings(green: green, plan: plan, hold: hold, autoStart: autoStart)
+        try Self.writeRoutes(in: directory, ports: ports, settings: settings, blue: ["blue"])
         serveArguments = ["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxyPort)",
                           "--admin", "127.0.0.1:\(adminPort)", "--state", directory.appendingPathComponent("state.sqlite").path,
                           "--threads", "1"] + extraArguments
         server = try TealProcess(serveArguments)
         try await server.waitUntilServing(port: adminPort)
         try await server.waitUntilListening(port: proxyPort)
+    }
+
+    struct RouteSettings {
+        var green: String
+        var plan: String
+        var hold: String
+        var autoStart: Bool
+    }
+
+    private let settings: RouteSettings
+
+    /// (Re)writes the route file of `shop` with these backends in its blue pool; `extra` is
+    /// appended verbatim.
+    func writeRoutes(blue: [String], extra: String = "") throws {
+        try Self.writeRoutes(in: directory, ports: ports, settings: settings, blue: blue, extra: extra)
+    }
+
+    static func writeRoutes(in directory: URL, ports: [String: Int], settings: RouteSettings, blue: [String], extra: String = "") throws {
+        let instances = blue.map { "\"127.0.0.1:\(ports[$0]!)\"" }.joined(separator: ", ")
+        let routes = """
+            route: shop
+            blue: {version: "1.0", instances: [\(instances)]}
+            green: {version: "1.1", instances: ["127.0.0.1:\(ports[settings.green]!)"]}
+            split: 1/0
+            health: {enabled: false}
+            rollout:
+              steps: \(settings.plan)
+              hold: \(settings.hold)
+              autoStart: \(settings.autoStart)
+              rollback: {maxErrorRate: 20%, minRequests: 10}
+
+            """ + extra
+        try routes.write(to: directory.appendingPathComponent("shop.yaml"), atomically: true, encoding: .utf8)
     }
 
     /// Stops `teal serve` with `signal` and starts a new one with the same arguments and state
@@ -91,20 +114,10 @@ final class ServedRouter: @unchecked Sendable {
         try await TealProcess.run(arguments, environment: ["TEAL_ADMIN": "127.0.0.1:\(adminPort)"])
     }
 
-    /// Sends requests through the proxy until cancelled (at most 60 s); counts answers by status.
-    func load() -> Task<[Int: Int], Never> {
-        let url = URL(string: "http://127.0.0.1:\(proxyPort)/")!
-        return Task {
-            let session = URLSession(configuration: .ephemeral)
-            var counts: [Int: Int] = [:]
-            let deadline = ContinuousClock.now + .seconds(60)
-            while !Task.isCancelled && ContinuousClock.now < deadline {
-                let status = ((try? await session.data(from: url))?.1 as? HTTPURLResponse)?.statusCode ?? 0
-                counts[status, default: 0] += 1
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-            return counts
-        }
+    /// Starts sending requests through the proxy, one after another from each of `clients`
+    /// keep-alive clients, until stopped (at most 60 s).
+    func load(clients: Int = 1) -> Load {
+        Load(url: URL(string: "http://127.0.0.1:\(proxyPort)/")!, clients: clients)
     }
 
     /// Runs `body`, then stops everything whether it threw or not.
@@ -126,6 +139,54 @@ final class ServedRouter: @unchecked Sendable {
         for backend in backends.values { await backend.stop() }
         try? await group.shutdownGracefully()
         try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// Steady requests through the proxy; counts answers by status (0: no answer) and by backend.
+/// Stopped by a flag rather than task cancellation, so no request is abandoned half-way.
+final class Load: Sendable {
+    private final class Flag: Sendable {
+        let raised = Atomic<Bool>(false)
+    }
+
+    private let stopped = Flag()
+    private let task: Task<[String: Int], Never>
+
+    init(url: URL, clients: Int) {
+        let stopped = self.stopped
+        task = Task {
+            await withTaskGroup(of: [String: Int].self) { group in
+                for _ in 0..<clients {
+                    group.addTask {
+                        let session = URLSession(configuration: .ephemeral)
+                        defer { session.finishTasksAndInvalidate() }
+                        var counts: [String: Int] = [:]
+                        let deadline = ContinuousClock.now + .seconds(60)
+                        while !stopped.raised.load(ordering: .relaxed) && ContinuousClock.now < deadline {
+                            var request = URLRequest(url: url)
+                            request.timeoutInterval = 10
+                            let answer = try? await session.data(for: request)
+                            let status = (answer?.1 as? HTTPURLResponse)?.statusCode ?? 0
+                            counts["\(status)", default: 0] += 1
+                            if status == 200, let body = answer?.0 {
+                                counts[String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), default: 0] += 1
+                            }
+                            try? await Task.sleep(for: .milliseconds(2))
+                        }
+                        return counts
+                    }
+                }
+                var total: [String: Int] = [:]
+                for await counts in group { total.merge(counts, uniquingKeysWith: +) }
+                return total
+            }
+        }
+    }
+
+    /// Stops the clients after their current request; the counts.
+    func stop() async -> [String: Int] {
+        stopped.raised.store(true, ordering: .relaxed)
+        return await task.value
     }
 }
 
@@ -163,9 +224,8 @@ struct CLITests {
             #expect(bad.status == 0, "\(bad.output)")
             let rolledBack = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
             #expect(rolledBack.status == 1 && rolledBack.output.contains("rolled-back"), "\(rolledBack.output)")
-            load.cancel()
-            let counts = await load.value
-            #expect(counts[200, default: 0] > 0)
+            let counts = await load.stop()
+            #expect(counts["200", default: 0] > 0)
 
             let status = try await router.teal(["rollout", "status", "shop", "--json"])
             let view = try JSONDecoder().decode(RolloutView.self, from: Data(status.output.utf8))

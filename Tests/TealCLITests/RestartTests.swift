@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TealAdmin
+import TealCore
 import TealTestSupport
 
 @Suite("teal serve restarts: durable state", .serialized)
@@ -15,8 +16,7 @@ struct RestartTests {
             try await Task.sleep(for: .seconds(2))
             let before = try await router.rollout()
             #expect(before.state == "shifting" && before.step == 1 && before.split == SplitBody(blue: 1, green: 3), "\(before)")
-            load.cancel()
-            _ = await load.value
+            _ = await load.stop()
 
             try await router.restart(with: SIGKILL)
 
@@ -29,8 +29,7 @@ struct RestartTests {
 
             load = router.load()
             let promoted = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
-            load.cancel()
-            _ = await load.value
+            _ = await load.stop()
             #expect(promoted.status == 0, "\(promoted.output)")
             let events = try await router.events()
             let stepOne = try #require(events.first { $0.text.hasPrefix("step 1/2") })
@@ -57,8 +56,7 @@ struct RestartTests {
         try await ServedRouter.with(plan: "[1/1, 0/1]", hold: "30s", green: "bad", autoStart: true) { router in
             let load = router.load()
             let rolledBack = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
-            load.cancel()
-            _ = await load.value
+            _ = await load.stop()
             #expect(rolledBack.status == 1, "\(rolledBack.output)")
             try await router.restart(with: SIGKILL)
             let view = try await router.rollout()
@@ -86,5 +84,49 @@ struct RestartTests {
         #expect(result.output.contains("state file \(state.path) cannot be read: not a SQLite database"), "\(result.output)")
         #expect(result.output.contains("refusing to start"), "\(result.output)")
         #expect(try Data(contentsOf: state) == garbage)
+    }
+}
+
+@Suite("Hot reload and graceful drain of teal serve", .serialized)
+struct ReloadTests {
+    @Test("reload under load: valid changes (SIGHUP and POST /v1/reload) apply with no failed request; an invalid file is refused with its error and the running routes stay")
+    func reloadUnderLoad() async throws {
+        try await ServedRouter.with { router in
+            let load = router.load(clients: 4)
+            try await Task.sleep(for: .milliseconds(500))
+
+            // Add an instance, by SIGHUP.
+            try router.writeRoutes(blue: ["blue", "blue2"])
+            router.server.send(SIGHUP)
+            try await Task.sleep(for: .milliseconds(700))
+
+            // Remove the first one, through the API (it is drained).
+            try router.writeRoutes(blue: ["blue2"])
+            let admin = try AdminClient(address: "127.0.0.1:\(router.adminPort)", token: nil)
+            let summary: ReloadSummary = try await admin.send("POST", "/v1/reload")
+            #expect(summary.changed == ["shop"] && summary.added.isEmpty && summary.removed.isEmpty)
+            try await Task.sleep(for: .milliseconds(500))
+
+            // An invalid file: refused with file, line and key; the routes stay as they were.
+            try router.writeRoutes(blue: ["blue2"], extra: "rollout2: {steps: [1/1]}\n")
+            await #expect {
+                let _: ReloadSummary = try await admin.send("POST", "/v1/reload")
+            } throws: { error in
+                let message = (error as? AdminError)?.message ?? "\(error)"
+                return (error as? AdminError)?.code == 400 && message.contains("shop.yaml:11") && message.contains("rollout2")
+            }
+            router.server.send(SIGHUP)
+            try await Task.sleep(for: .milliseconds(500))
+            let counts = await load.stop()
+
+            #expect(counts.keys.allSatisfy { ["200", "blue", "blue2"].contains($0) }, "every request answered 200: \(counts)")
+            #expect(counts["blue", default: 0] > 0 && counts["blue2", default: 0] > 0, "\(counts)")
+            var after: Set<String> = []
+            for _ in 0..<6 { after.insert(try await router.request()) }
+            #expect(after == ["blue2"], "the removed instance gets nothing, the invalid file changed nothing: \(after)")
+            let events = try await router.events()
+            #expect(events.contains { $0.source == "signal" && $0.text.hasPrefix("route changed by a reload") }, "\(events.map(\.text))")
+            #expect(router.server.log.contains("reload refused"), "\(router.server.log)")
+        }
     }
 }
