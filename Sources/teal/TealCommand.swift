@@ -59,9 +59,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: "On SIGTERM/SIGINT, how long in-flight requests may take to finish before their connections are closed (e.g. 30s).")
+    var drainTimeout = "30s"
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        guard let drain = parseDuration(drainTimeout), drain >= .zero else {
+            throw ValidationError("--drain-timeout \"\(drainTimeout)\" is not a duration, e.g. 30s")
+        }
     }
 
     func run() async throws {
@@ -76,6 +82,9 @@ struct Serve: AsyncParsableCommand {
         options.proxy.listenHost = listen.host
         options.proxy.listenPort = listen.port
         options.proxy.maxConnections = maxConnections
+        if let drain = parseDuration(drainTimeout) {
+            options.proxy.drainTimeout = .nanoseconds(Int64(drain.components.seconds) * 1_000_000_000 + drain.components.attoseconds / 1_000_000_000)
+        }
         options.admin.host = admin.host
         options.admin.port = admin.port
         options.admin.alertRouteLabel = alertRouteLabel

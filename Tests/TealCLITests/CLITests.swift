@@ -21,14 +21,15 @@ final class ServedRouter: @unchecked Sendable {
     private(set) var server: TealProcess
     let serveArguments: [String]
 
-    /// Backends `blue`, `blue2`, `green` (healthy) and `bad` (every answer a 500); the route
-    /// `shop` releases by `plan` holding `hold` per step.
+    /// Backends `blue`, `blue2`, `green` (healthy), `bad` (every answer a 500) and `slow` (every
+    /// answer after 1.5 s); the route `shop` has `blue` in its blue pool and
+    /// releases by `plan` holding `hold` per step.
     init(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
-         autoStart: Bool = false) async throws {
+         autoStart: Bool = false, blue: [String] = ["blue"]) async throws {
         var backends: [String: DemoBackend] = [:]
         var ports: [String: Int] = [:]
-        for (name, errorRate) in [("blue", 0.0), ("blue2", 0.0), ("green", 0.0), ("bad", 1.0)] {
-            let backend = DemoBackend(options: .init(name: name, errorRate: errorRate), group: group)
+        for (name, errorRate, latency) in [("blue", 0.0, 0), ("blue2", 0.0, 0), ("green", 0.0, 0), ("bad", 1.0, 0), ("slow", 0.0, 1500)] {
+            let backend = DemoBackend(options: .init(name: name, errorRate: errorRate, latency: .milliseconds(latency)), group: group)
             ports[name] = try #require(try await backend.start().port)
             backends[name] = backend
         }
@@ -39,7 +40,7 @@ final class ServedRouter: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         settings = RouteSettings(green: green, plan: plan, hold: hold, autoStart: autoStart)
-        try Self.writeRoutes(in: directory, ports: ports, settings: settings, blue: ["blue"])
+        try Self.writeRoutes(in: directory, ports: ports, settings: settings, blue: blue)
         serveArguments = ["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxyPort)",
                           "--admin", "127.0.0.1:\(adminPort)", "--state", directory.appendingPathComponent("state.sqlite").path,
                           "--threads", "1"] + extraArguments
@@ -122,8 +123,9 @@ final class ServedRouter: @unchecked Sendable {
 
     /// Runs `body`, then stops everything whether it threw or not.
     static func with(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
-                     autoStart: Bool = false, _ body: (ServedRouter) async throws -> Void) async throws {
-        let router = try await ServedRouter(extraArguments: extraArguments, plan: plan, hold: hold, green: green, autoStart: autoStart)
+                     autoStart: Bool = false, blue: [String] = ["blue"], _ body: (ServedRouter) async throws -> Void) async throws {
+        let router = try await ServedRouter(extraArguments: extraArguments, plan: plan, hold: hold, green: green, autoStart: autoStart,
+                                            blue: blue)
         do {
             try await body(router)
         } catch {

@@ -129,4 +129,31 @@ struct ReloadTests {
             #expect(router.server.log.contains("reload refused"), "\(router.server.log)")
         }
     }
+
+    @Test("SIGTERM: stop accepting, the slow in-flight request completes, then exit 0; --drain-timeout bounds the wait")
+    func gracefulDrain() async throws {
+        try await ServedRouter.with(blue: ["slow"]) { router in
+            let inFlight = Task { try await router.request() }
+            try await Task.sleep(for: .milliseconds(400))
+            let signalled = ContinuousClock.now
+            router.server.send(SIGTERM)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(!TealProcess.canConnect(port: router.proxyPort), "still accepting after SIGTERM")
+            #expect(try await inFlight.value == "slow")
+            let status = await router.server.waitForExit(timeout: .seconds(10))
+            #expect(status == 0, "\(router.server.log)")
+            #expect(ContinuousClock.now - signalled < .seconds(5))
+        }
+        try await ServedRouter.with(extraArguments: ["--drain-timeout", "300ms"], blue: ["slow"]) { router in
+            let inFlight = Task { try? await router.request() }
+            try await Task.sleep(for: .milliseconds(300))
+            let signalled = ContinuousClock.now
+            router.server.send(SIGTERM)
+            let status = await router.server.waitForExit(timeout: .seconds(10))
+            let waited = ContinuousClock.now - signalled
+            #expect(status == 0 && waited < .milliseconds(1200), "exit \(String(describing: status)) after \(waited)")
+            #expect(router.server.log.contains("closing connections still open after the drain timeout"))
+            _ = await inFlight.value
+        }
+    }
 }

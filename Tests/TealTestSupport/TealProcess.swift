@@ -117,7 +117,7 @@ public final class TealProcess: @unchecked Sendable {
         throw Failure("nothing listens on port \(port) after \(timeout):\n\(log)")
     }
 
-    static func canConnect(port: Int) -> Bool {
+    public static func canConnect(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
