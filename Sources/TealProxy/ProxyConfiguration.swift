@@ -22,6 +22,16 @@ public struct ProxyConfiguration: Sendable {
     public var upstreamIdleTimeout: TimeAmount = .seconds(4)
     /// How long shutdown waits for in-flight requests before closing connections.
     public var drainTimeout: TimeAmount = .seconds(30)
+    /// At shutdown, an idle keep-alive connection is closed after this long rather than at once,
+    /// so a client that is about to send its next request gets an answer (with
+    /// `Connection: close`) instead of a connection closed under it.
+    public var drainIdleGrace: TimeAmount = .milliseconds(500)
+    /// At shutdown, how long the listener keeps accepting what is already queued for it before
+    /// it closes (a successor steering new connections to itself makes that queue run dry).
+    public var acceptLinger: TimeAmount = .milliseconds(250)
+    /// Take over from a running Teal on the same port: bind with SO_REUSEPORT (always set) and
+    /// steer every new connection of the port's reuse-port group to this listener.
+    public var steerNewConnections = false
     /// The `Via` pseudonym.
     public var viaName = "teal"
 

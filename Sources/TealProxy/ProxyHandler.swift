@@ -141,7 +141,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             quiescing = true
-            if state == .idle && inbound.readableBytes == 0 { closeClient() } else { exchange.closeAfter = true }
+            // An idle connection gets a short grace: a request already on its way is answered
+            // (with Connection: close) rather than met by a closed connection.
+            if state == .idle && inbound.readableBytes == 0 {
+                setDeadline(.idle, after: loop.configuration.drainIdleGrace)
+            } else {
+                exchange.closeAfter = true
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -3,6 +3,9 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TealCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The data plane's listener: accepts client connections, gives each a `ProxyHandler` on its
 /// event loop, publishes routing snapshots to every loop, and drains on shutdown.
@@ -47,6 +50,8 @@ public final class ProxyServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A successor (`teal serve --takeover`) binds the same port while this one drains.
+            .serverChannelOption(ChannelOptions.Types.SocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_REUSEPORT)), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { [self] channel in
@@ -54,6 +59,14 @@ public final class ProxyServer: Sendable {
             }
             .bind(host: configuration.listenHost, port: configuration.listenPort)
             .get()
+        if configuration.steerNewConnections {
+            do {
+                try await Self.steerReusePortGroup(to: channel)
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+        }
         state.withLock { $0.channel = channel }
         logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         return channel.localAddress!
@@ -151,12 +164,17 @@ public final class ProxyServer: Sendable {
     /// Stops accepting, lets in-flight requests finish (keep-alive connections close after their
     /// current response), and closes what is left after `configuration.drainTimeout`.
     public func shutdown() async {
-        let (listener, clients) = state.withLock { state in
+        let listener = state.withLock { state in
             let listener = state.channel
             state.channel = nil
-            return (listener, Array(state.clients.values))
+            return listener
         }
-        try? await listener?.close()
+        if let listener {
+            // Accept what is already queued (a successor's steering keeps new connections away).
+            try? await Task.sleep(for: .nanoseconds(configuration.acceptLinger.nanoseconds))
+            try? await listener.close()
+        }
+        let clients = state.withLock { Array($0.clients.values) }
         for client in clients {
             client.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
@@ -171,6 +189,36 @@ public final class ProxyServer: Sendable {
         for client in remaining { try? await client.close() }
         for context in contexts { try? await context.eventLoop.submit { context.stop() }.get() }
         logger.info("proxy stopped")
+    }
+}
+
+extension ProxyServer {
+    /// One classic BPF instruction (`struct sock_filter`).
+    private struct SocketFilter {
+        var code: UInt16
+        var jumpTrue: UInt8
+        var jumpFalse: UInt8
+        var k: UInt32
+    }
+
+    /// A classic BPF program (`struct sock_fprog`).
+    private struct SocketFilterProgram: @unchecked Sendable {
+        var length: UInt16
+        var filter: UnsafeMutablePointer<SocketFilter>
+    }
+
+    /// Attaches a reuse-port program to the listener's group that picks socket 1 — the second
+    /// listener, this one, after the running Teal's — for every new connection, so the old
+    /// listener's accept queue runs dry before it closes. When the old listener is gone the index
+    /// is out of range and the kernel falls back to its hash over the one socket left.
+    static func steerReusePortGroup(to channel: any Channel) async throws {
+        guard let provider = channel as? any SocketOptionProvider else { return }
+        let program = UnsafeMutablePointer<SocketFilter>.allocate(capacity: 1)
+        defer { program.deallocate() }
+        program.initialize(to: SocketFilter(code: 0x06 /* BPF_RET | BPF_K */, jumpTrue: 0, jumpFalse: 0, k: 1))
+        let soAttachReusePortCBPF: Int32 = 51
+        try await provider.unsafeSetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(soAttachReusePortCBPF),
+                                                 value: SocketFilterProgram(length: 1, filter: program)).get()
     }
 }
 

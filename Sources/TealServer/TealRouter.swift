@@ -22,6 +22,9 @@ public struct ServeOptions: Sendable {
     public var statePath = ".teal/state.sqlite"
     /// Event loop threads; `nil` uses one per core.
     public var threads: Int?
+    /// Replace the `teal serve` that holds the state file: listen beside it on the same ports,
+    /// steer new connections here, signal it to drain, and continue its releases.
+    public var takeover = false
 
     public init() {}
 }
@@ -44,6 +47,11 @@ public final class TealRouter: Sendable {
     public let routesPath: String?
     /// How long removed instances and old pools may take to finish their requests.
     let drainTimeout: Duration
+    private let store: (any StateStore)?
+    /// The lock on the state file (with a state file).
+    let stateLock: StateLock?
+    /// The pid of the `teal serve` this one takes over from.
+    let predecessor: Int32?
 
     /// Builds a router for `routes`; call `start()` to listen. With no `group`, one is made with
     /// `threads` event loops (default: one per core) and shut down by `shutdown()`.
@@ -54,8 +62,12 @@ public final class TealRouter: Sendable {
     /// is served as the file says (logged). Stored releases continue in `start()`.
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
                 group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
-                routesPath: String? = nil, logger: Logger = Logger(label: "teal")) {
+                routesPath: String? = nil, stateLock: StateLock? = nil, predecessor: Int32? = nil,
+                logger: Logger = Logger(label: "teal")) {
         self.routesPath = routesPath
+        self.store = store
+        self.stateLock = stateLock
+        self.predecessor = predecessor
         self.drainTimeout = .nanoseconds(configuration.drainTimeout.nanoseconds)
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         self.ownsGroup = group == nil
@@ -86,12 +98,23 @@ public final class TealRouter: Sendable {
     public static func open(options: ServeOptions, logger: Logger = Logger(label: "teal")) async throws -> TealRouter {
         let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
         let store = try SQLiteStateStore(path: options.statePath)
+        let lock = try StateLock(path: options.statePath + ".lock")
+        var predecessor: Int32?
+        var configuration = options.proxy
+        if !lock.tryLock() {
+            guard options.takeover, let pid = lock.holder() else {
+                throw StateLockError.inUse(statePath: options.statePath, pid: lock.holder())
+            }
+            predecessor = pid
+            configuration.steerNewConnections = true
+            logger.notice("taking over from the running teal serve", metadata: ["pid": "\(pid)"])
+        }
         let stored = try await store.load()
         for name in stored.routes.keys.sorted() where !routes.contains(where: { $0.name == name }) {
             logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
         }
-        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, stored: stored,
-                          routesPath: options.routesPath, logger: logger)
+        return TealRouter(routes: routes, configuration: configuration, threads: options.threads, store: store, stored: stored,
+                          routesPath: options.routesPath, stateLock: lock, predecessor: predecessor, logger: logger)
     }
 
     /// The routes to serve: each file route with its stored run-time state when that state was
@@ -119,7 +142,21 @@ public final class TealRouter: Sendable {
     public func start() async throws -> SocketAddress {
         await controller.publish()
         let address = try await proxy.start()
-        await releases.restore(storedReleases)
+        var stored = storedReleases
+        if let predecessor, let stateLock {
+            // New connections come here now; the predecessor drains. It gives up the lock once it
+            // has stopped its releases, and they continue here from their latest checkpoints.
+            kill(predecessor, SIGTERM)
+            if await stateLock.waitForLock(timeout: .seconds(15)) {
+                logger.notice("took over from the previous teal serve", metadata: ["pid": "\(predecessor)"])
+                if let latest = try? await store?.load() { stored = latest.releases }
+            } else {
+                logger.error("the previous teal serve did not give up the state file in 15 s; its releases are not continued here",
+                             metadata: ["pid": "\(predecessor)"])
+                stored = [:]
+            }
+        }
+        await releases.restore(stored)
         // Routes whose policy says `autoStart` release their green pool right away, unless that
         // green was released already (a restart does not retry a rolled-back release).
         for route in controller.routes {
@@ -171,6 +208,7 @@ public final class TealRouter: Sendable {
     /// Drains and stops the proxy, then the event loops if the router made them.
     public func shutdown() async {
         releases.stopAll()
+        stateLock?.unlock()  // a successor may continue the releases now
         await proxy.shutdown()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
@@ -180,13 +218,46 @@ public final class TealRouter: Sendable {
     public func run(admin: AdminConfiguration? = nil) async throws {
         var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger)]
         if let admin {
-            services.append(try AdminServer.application(backend: RouterAdminBackend(router: self), configuration: admin, logger: logger))
+            let backend = RouterAdminBackend(router: self), logger = self.logger
+            try admin.validate()
+            // Taking over, the predecessor holds the admin port until it starts draining.
+            services.append(RetryingBind(retryFor: predecessor == nil ? .zero : drainTimeout + .seconds(5), logger: logger) {
+                try AdminServer.application(backend: backend, configuration: admin, logger: logger)
+            })
         }
         let serviceGroup = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await serviceGroup.run()
+    }
+}
+
+/// Runs a listening service, starting it again while its address is still in use (for at most
+/// `retryFor`).
+struct RetryingBind: Service {
+    let retryFor: Duration
+    let logger: Logger
+    let make: @Sendable () throws -> any Service
+
+    func run() async throws {
+        let deadline = ContinuousClock.now + retryFor
+        var logged = false
+        while true {
+            do {
+                try await make().run()
+                return
+            } catch where Self.isAddressInUse(error) && ContinuousClock.now < deadline && !Task.isShuttingDownGracefully {
+                if !logged { logger.notice("admin address in use; retrying until the previous teal serve lets it go") }
+                logged = true
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    static func isAddressInUse(_ error: any Error) -> Bool {
+        if let error = error as? IOError, error.errnoCode == EADDRINUSE { return true }
+        return "\(error)".contains("Address already in use")
     }
 }
 

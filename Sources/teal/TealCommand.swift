@@ -59,6 +59,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Flag(help: "Replace the teal serve using the same state file without dropping a request: listen beside it, steer new connections here, signal it to drain, continue its releases.")
+    var takeover = false
+
     @Option(help: "On SIGTERM/SIGINT, how long in-flight requests may take to finish before their connections are closed (e.g. 30s).")
     var drainTimeout = "30s"
 
@@ -106,6 +109,7 @@ struct Serve: AsyncParsableCommand {
         }
         options.statePath = state
         options.threads = threads
+        options.takeover = takeover
         let router: TealRouter
         do {
             router = try await TealRouter.open(options: options, logger: Logger(label: "teal"))

@@ -156,4 +156,28 @@ struct ReloadTests {
             _ = await inFlight.value
         }
     }
+
+    @Test("teal serve --takeover replaces a running one under load with no failed request; without --takeover a second one refuses to start")
+    func takeoverUnderLoad() async throws {
+        try await ServedRouter.with { router in
+            let refused = try await TealProcess.run(router.serveArguments)
+            #expect(refused.status == 2 && refused.output.contains("is using the state file") && refused.output.contains("--takeover"),
+                    "\(refused.output)")
+
+            let load = router.load(clients: 4)
+            try await Task.sleep(for: .milliseconds(500))
+            let old = router.server
+            let successor = try TealProcess(router.serveArguments + ["--takeover"])
+            let oldStatus = await old.waitForExit(timeout: .seconds(20))
+            #expect(oldStatus == 0, "the old teal serve drained and exited: \(old.log)")
+            try await successor.waitUntilServing(port: router.adminPort)
+            try await Task.sleep(for: .milliseconds(500))
+            let counts = await load.stop()
+            #expect(counts.keys.allSatisfy { ["200", "blue"].contains($0) }, "every request answered 200: \(counts)")
+            #expect(counts["200", default: 0] > 100, "\(counts)")
+            #expect(successor.log.contains("took over from the previous teal serve"), "\(successor.log)")
+            successor.send(SIGTERM)
+            #expect(await successor.waitForExit(timeout: .seconds(10)) == 0)
+        }
+    }
 }
