@@ -332,6 +332,24 @@ def cmd_allocs_section(args):
     return 0
 
 
+def cmd_put_section(args):
+    """Replaces the `## ` section whose heading is the body's first line, or inserts the body
+    before `## Profile` (else at the end)."""
+    text = _read(args.file)
+    with open(args.body, encoding="utf-8") as f:
+        body = f.read().strip("\n") + "\n"
+    heading = body.splitlines()[0]
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + body + ("" if end < 0 else text[end:])
+    else:
+        marker = text.find("## Profile")
+        text = text[:marker] + body + "\n" + text[marker:] if marker >= 0 else text.rstrip("\n") + "\n\n" + body
+    _write(args.file, text)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -348,6 +366,8 @@ def main():
     p.add_argument("--status", required=True); p.set_defaults(f=cmd_report)
     p = sub.add_parser("allocs-section"); p.add_argument("file")
     p.add_argument("--body", required=True); p.set_defaults(f=cmd_allocs_section)
+    p = sub.add_parser("put-section"); p.add_argument("file")
+    p.add_argument("--body", required=True); p.set_defaults(f=cmd_put_section)
     args = ap.parse_args()
     return args.f(args) or 0
 

@@ -27,7 +27,7 @@ for i in $(seq 1 "$HEALTHY_RUNS"); do
   tail -n 1 "$OUT/healthy-$i.log" >&2
 done
 
-python3 - "$OUT" "$PKG_ROOT/benchmarks/RESULTS.md" "$RUNS" "$HEALTHY_RUNS" "$ERROR_RATE" "$STEP_SECONDS" "$TEAL_BIN" <<'PY'
+python3 - "$OUT" "$PKG_ROOT/benchmarks/RESULTS.md" "$RUNS" "$HEALTHY_RUNS" "$ERROR_RATE" "$STEP_SECONDS" "$TEAL_BIN" >"$OUT/section.md" <<'PY'
 import glob, re, statistics, sys, datetime
 out, results, runs, healthy_runs, rate, step, binary = sys.argv[1:8]
 summary = re.compile(r"teal demo: (\S+)\. Requests served: (\d+); failed for users: (\d+)(?:; first green failure to all-blue: (\d+) ms)?")
@@ -58,15 +58,7 @@ if times:
 false = sum(1 for r in healthy if r[0] != "promoted")
 lines.append(f"Healthy green: {len(healthy) - false} of {len(healthy)} runs promoted, {false} false rollbacks; "
              f"requests failed for users: {sum(int(r[2]) for r in healthy)}.")
-section = "\n".join(lines) + "\n"
-text = open(results).read()
-start = text.find("## Release: detect-to-rollback")
-if start >= 0:
-    end = text.find("\n## ", start + 1)
-    text = text[:start] + section + ("" if end < 0 else text[end + 1:])
-else:
-    marker = text.find("## Profile")
-    text = text[:marker] + section + "\n" + text[marker:] if marker >= 0 else text + "\n" + section
-open(results, "w").write(text)
-print(section)
+print("\n".join(lines))
 PY
+python3 "$BENCH_TOOL" put-section "$RESULTS_MD" --body "$OUT/section.md"
+cat "$OUT/section.md"

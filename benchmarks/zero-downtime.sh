@@ -92,7 +92,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$RESULTS_MD" "$DURATION" "$CONNS" "$TEAL_BIN" "$(git_desc)" "${RESULTS[@]}" <<'PY'
+python3 - "$RESULTS_MD" "$DURATION" "$CONNS" "$TEAL_BIN" "$(git_desc)" "${RESULTS[@]}" >"$BENCH_LOGDIR/section.md" <<'PY'
 import re, sys, datetime
 results, duration, conns, binary, desc = sys.argv[1:6]
 rows, lines = sys.argv[6:], []
@@ -115,15 +115,7 @@ for row in rows:
     total[scenario] += failed
     lines.append(f"| {scenario} | {round_} | {requests} | {non2xx} | {'/'.join(map(str, sock))} | {failed} |")
 lines += ["", f"Failed requests in all rounds: reload {total['reload']}, restart {total['restart']}."]
-section = "\n".join(lines) + "\n"
-text = open(results).read()
-start = text.find("## Zero downtime")
-if start >= 0:
-    end = text.find("\n## ", start + 1)
-    text = text[:start] + section + ("" if end < 0 else text[end + 1:])
-else:
-    marker = text.find("## Profile")
-    text = text[:marker] + section + "\n" + text[marker:] if marker >= 0 else text + "\n" + section
-open(results, "w").write(text)
-print(section)
+print("\n".join(lines))
 PY
+python3 "$BENCH_TOOL" put-section "$RESULTS_MD" --body "$BENCH_LOGDIR/section.md"
+cat "$BENCH_LOGDIR/section.md"

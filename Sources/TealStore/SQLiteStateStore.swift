@@ -56,13 +56,17 @@ public final class SQLiteStateStore: StateStore {
                 let result = try String.fetchOne(db, sql: "PRAGMA quick_check")
                 guard result == "ok" else { throw StateStoreError.unreadable(path: path, detail: "integrity check: \(result ?? "no answer")") }
             }
-        } catch let error as StateStoreError {
-            throw error
-        } catch let error as DatabaseError {
-            throw .unreadable(path: path, detail: Self.describe(error))
         } catch {
-            throw .unreadable(path: path, detail: "\(error)")
+            throw Self.storeError(error) { .unreadable(path: path, detail: $0) }
         }
+    }
+
+    /// `error` as a `StateStoreError`: passed through when it is one, else made by `make` from a
+    /// description of it.
+    private static func storeError(_ error: any Error, _ make: (String) -> StateStoreError) -> StateStoreError {
+        if let error = error as? StateStoreError { return error }
+        if let error = error as? DatabaseError { return make(describe(error)) }
+        return make("\(error)")
     }
 
     /// Schema migrations, in order. Never edit a shipped one: add the next.
@@ -111,24 +115,17 @@ public final class SQLiteStateStore: StateStore {
     private func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws(StateStoreError) -> T {
         do {
             return try await queue.write(body)
-        } catch let error as StateStoreError {
-            throw error
-        } catch let error as DatabaseError {
-            throw .writeFailed(Self.describe(error))
         } catch {
-            throw .writeFailed("\(error)")
+            throw Self.storeError(error) { .writeFailed($0) }
         }
     }
 
     private func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws(StateStoreError) -> T {
         do {
             return try await queue.read(body)
-        } catch let error as StateStoreError {
-            throw error
-        } catch let error as DatabaseError {
-            throw .unreadable(path: path, detail: Self.describe(error))
         } catch {
-            throw .unreadable(path: path, detail: "\(error)")
+            let path = self.path
+            throw Self.storeError(error) { .unreadable(path: path, detail: $0) }
         }
     }
 
