@@ -99,6 +99,7 @@ final class LoopContext: @unchecked Sendable {
 struct ProxyHeaderBytes {
     let forwardedFor = Array("X-Forwarded-For: ".utf8)
     let forwardedProto = Array("X-Forwarded-Proto: http\r\n".utf8)
+    let forwardedProtoHTTPS = Array("X-Forwarded-Proto: https\r\n".utf8)
     let forwardedHost = Array("X-Forwarded-Host: ".utf8)
     let via = Array("Via: ".utf8)
     let viaValue: [UInt8]

@@ -6,6 +6,10 @@ public struct ProxyConfiguration: Sendable {
     public var listenHost = "127.0.0.1"
     /// Port the proxy listens on; 0 picks a free one (see `ProxyServer.localAddress`).
     public var listenPort = 8080
+    /// Address of the HTTPS listener (with `ProxyServer.tls`).
+    public var tlsListenHost = "127.0.0.1"
+    /// Port of the HTTPS listener; `nil`: none. 0 picks a free one (`ProxyServer.tlsLocalAddress`).
+    public var tlsListenPort: Int?
     /// Request head limits (431/414 beyond).
     public var headLimits = HeadLimits()
     /// Time a client has to send a complete request head once it started one (408 after).

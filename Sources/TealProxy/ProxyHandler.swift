@@ -73,8 +73,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Position in the loop's list of connections (kept by `LoopContext`).
     var registryIndex = -1
 
-    init(loop: LoopContext, allocator: ByteBufferAllocator) {
+    /// The client connection is TLS (`X-Forwarded-Proto: https`).
+    private let isTLS: Bool
+
+    init(loop: LoopContext, allocator: ByteBufferAllocator, isTLS: Bool = false) {
         self.loop = loop
+        self.isTLS = isTLS
         self.emptyBuffer = allocator.buffer(capacity: 0)
         self.inbound = emptyBuffer
         self.requestHead = allocator.buffer(capacity: 1024)
@@ -314,7 +318,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
         requestHead.writeBytes(clientAddress)
         requestHead.writeBytes(constants.crlf)
-        requestHead.writeBytes(constants.forwardedProto)
+        requestHead.writeBytes(isTLS ? constants.forwardedProtoHTTPS : constants.forwardedProto)
         if let host = head.host, !host.isEmpty {
             requestHead.writeBytes(constants.forwardedHost)
             requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host]))

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 import TealCore
 #if canImport(Glibc)
@@ -18,8 +19,12 @@ public final class ProxyServer: Sendable {
     private let connectionCount = Atomic<Int>(0)
     private let generation = Atomic<Int>(0)
 
+    /// TLS for the HTTPS listener (`configuration.tlsListenHost`/`tlsListenPort`), if any.
+    public let tls: TLSTerminator?
+
     private struct ServerState {
         var channel: (any Channel)?
+        var tlsChannel: (any Channel)?
         var clients: [ObjectIdentifier: any Channel] = [:]
         var snapshot = RoutingSnapshot.empty
     }
@@ -27,8 +32,10 @@ public final class ProxyServer: Sendable {
     /// Creates a server on `group` (one `LoopContext` per event loop) with `snapshot` as the
     /// first routing snapshot.
     public init(configuration: ProxyConfiguration, group: any EventLoopGroup, snapshot: RoutingSnapshot,
-                healthReporter: (any UpstreamHealthReporter)? = nil, logger: Logger = Logger(label: "teal.proxy")) {
+                healthReporter: (any UpstreamHealthReporter)? = nil, tls: TLSTerminator? = nil,
+                logger: Logger = Logger(label: "teal.proxy")) {
         self.configuration = configuration
+        self.tls = tls
         self.group = group
         self.logger = logger
         var contexts: [LoopContext] = []
@@ -47,6 +54,21 @@ public final class ProxyServer: Sendable {
     @discardableResult
     public func start() async throws -> SocketAddress {
         for context in contexts { try await context.eventLoop.submit { context.start() }.get() }
+        let channel = try await listen(host: configuration.listenHost, port: configuration.listenPort, tls: nil)
+        state.withLock { $0.channel = channel }
+        logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        if let tls, let port = configuration.tlsListenPort {
+            let tlsChannel = try await listen(host: configuration.tlsListenHost, port: port, tls: tls)
+            state.withLock { $0.tlsChannel = tlsChannel }
+            logger.info("proxy listening for TLS", metadata: ["address": "\(tlsChannel.localAddress.map { "\($0)" } ?? "?")"])
+        }
+        return channel.localAddress!
+    }
+
+    /// The bound address of the HTTPS listener, once started.
+    public var tlsLocalAddress: SocketAddress? { state.withLock { $0.tlsChannel?.localAddress } }
+
+    private func listen(host: String, port: Int, tls: TLSTerminator?) async throws -> any Channel {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -55,9 +77,9 @@ public final class ProxyServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { [self] channel in
-                self.initialize(channel)
+                self.initialize(channel, tls: tls)
             }
-            .bind(host: configuration.listenHost, port: configuration.listenPort)
+            .bind(host: host, port: port)
             .get()
         if configuration.steerNewConnections {
             do {
@@ -67,15 +89,13 @@ public final class ProxyServer: Sendable {
                 throw error
             }
         }
-        state.withLock { $0.channel = channel }
-        logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-        return channel.localAddress!
+        return channel
     }
 
     /// The bound address, once started.
     public var localAddress: SocketAddress? { state.withLock { $0.channel?.localAddress } }
 
-    private func initialize(_ channel: any Channel) -> EventLoopFuture<Void> {
+    private func initialize(_ channel: any Channel, tls: TLSTerminator?) -> EventLoopFuture<Void> {
         let count = connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
         let id = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { [self] _ in
@@ -91,7 +111,8 @@ public final class ProxyServer: Sendable {
             return channel.close()
         }
         return channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
+            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
+            try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator, isTLS: tls != nil))
         }
     }
 
@@ -164,15 +185,16 @@ public final class ProxyServer: Sendable {
     /// Stops accepting, lets in-flight requests finish (keep-alive connections close after their
     /// current response), and closes what is left after `configuration.drainTimeout`.
     public func shutdown() async {
-        let listener = state.withLock { state in
-            let listener = state.channel
+        let listeners = state.withLock { state in
+            let listeners = [state.channel, state.tlsChannel].compactMap { $0 }
             state.channel = nil
-            return listener
+            state.tlsChannel = nil
+            return listeners
         }
-        if let listener {
+        if !listeners.isEmpty {
             // Accept what is already queued (a successor's steering keeps new connections away).
             try? await Task.sleep(for: .nanoseconds(configuration.acceptLinger.nanoseconds))
-            try? await listener.close()
+            for listener in listeners { try? await listener.close() }
         }
         let clients = state.withLock { Array($0.clients.values) }
         for client in clients {

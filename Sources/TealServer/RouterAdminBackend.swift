@@ -140,6 +140,8 @@ public struct RouterAdminBackend: AdminBackend {
             return try await router.reload(by: who)
         } catch let error as ConfigError {
             throw .badRequest("route files not reloaded, the running routes stay: \(error)")
+        } catch let error as TLSCertificateError {
+            throw .badRequest("not reloaded, the running certificates and routes stay: \(error)")
         } catch let error as RoutingError {
             throw AdminError(status: 503, message: "route files not reloaded: \(error)")
         } catch {

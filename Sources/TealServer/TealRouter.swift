@@ -25,6 +25,8 @@ public struct ServeOptions: Sendable {
     /// Replace the `teal serve` that holds the state file: listen beside it on the same ports,
     /// steer new connections here, signal it to drain, and continue its releases.
     public var takeover = false
+    /// Certificates of the HTTPS listener (`proxy.tlsListenPort`); the first is the default.
+    public var tlsCertificates: [TLSCertificatePair] = []
 
     public init() {}
 }
@@ -63,7 +65,7 @@ public final class TealRouter: Sendable {
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
                 group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
                 routesPath: String? = nil, stateLock: StateLock? = nil, predecessor: Int32? = nil,
-                logger: Logger = Logger(label: "teal")) {
+                tls: TLSTerminator? = nil, logger: Logger = Logger(label: "teal")) {
         self.routesPath = routesPath
         self.store = store
         self.stateLock = stateLock
@@ -76,7 +78,7 @@ public final class TealRouter: Sendable {
         let serving = Self.reconcile(files: routes, stored: stored.routes, logger: logger)
         let reporter = ForwardingReporter()
         self.proxy = ProxyServer(configuration: configuration, group: self.group, snapshot: .empty,
-                                 healthReporter: reporter, logger: logger)
+                                 healthReporter: reporter, tls: tls, logger: logger)
         let controller = RoutingController(routes: serving, files: routes, proxy: proxy, metrics: metrics, store: store, logger: logger)
         self.controller = controller
         reporter.target.withLock { $0 = controller }
@@ -97,6 +99,10 @@ public final class TealRouter: Sendable {
     /// could flip a half-released route's users back to another version.
     public static func open(options: ServeOptions, logger: Logger = Logger(label: "teal")) async throws -> TealRouter {
         let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
+        var tls: TLSTerminator?
+        if options.proxy.tlsListenPort != nil {
+            tls = try TLSTerminator(certificates: TLSCertificateSet(options.tlsCertificates))
+        }
         let store = try SQLiteStateStore(path: options.statePath)
         let lock = try StateLock(path: options.statePath + ".lock")
         var predecessor: Int32?
@@ -114,7 +120,7 @@ public final class TealRouter: Sendable {
             logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
         }
         return TealRouter(routes: routes, configuration: configuration, threads: options.threads, store: store, stored: stored,
-                          routesPath: options.routesPath, stateLock: lock, predecessor: predecessor, logger: logger)
+                          routesPath: options.routesPath, stateLock: lock, predecessor: predecessor, tls: tls, logger: logger)
     }
 
     /// The routes to serve: each file route with its stored run-time state when that state was
@@ -178,8 +184,10 @@ public final class TealRouter: Sendable {
         let files: [Route]
         do {
             files = try RouteFileLoader.loadRoutes(at: routesPath)
+            // Certificates are re-read too; a bad one keeps the running ones (and the routes).
+            try proxy.tls?.reload()
         } catch {
-            logger.error("reload refused: the route files have an error; the running routes stay", metadata: ["error": "\(error)"])
+            logger.error("reload refused: the running routes and certificates stay", metadata: ["error": "\(error)"])
             throw error
         }
         let (summary, gone) = try await controller.reload(files)

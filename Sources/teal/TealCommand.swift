@@ -5,6 +5,7 @@ import TealConfig
 import TealCore
 import NIOPosix
 import TealAdmin
+import TealProxy
 import TealServer
 
 @main
@@ -38,6 +39,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address the proxy listens on (HOST:PORT).")
     var listen = HostPort(argument: "127.0.0.1:8080")!
 
+    @Option(help: "Address of an HTTPS listener (HOST:PORT); needs --cert and --key.")
+    var tlsListen: HostPort?
+
+    @Option(help: "PEM certificate chain for the HTTPS listener (repeat for more; each pairs with the --key at the same position; SNI picks by the certificate's DNS names, the first is the default).")
+    var cert: [String] = []
+
+    @Option(help: "PEM private key of the --cert at the same position.")
+    var key: [String] = []
+
     @Option(help: "Address of the admin API (HOST:PORT).")
     var admin = HostPort(argument: "127.0.0.1:9901")!
 
@@ -68,6 +78,9 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        if cert.count != key.count { throw ValidationError("give one --key for each --cert (\(cert.count) certificates, \(key.count) keys)") }
+        if tlsListen != nil && cert.isEmpty { throw ValidationError("--tls-listen needs --cert and --key") }
+        if tlsListen == nil && !cert.isEmpty { throw ValidationError("--cert and --key need --tls-listen") }
         guard let drain = parseDuration(drainTimeout), drain >= .zero else {
             throw ValidationError("--drain-timeout \"\(drainTimeout)\" is not a duration, e.g. 30s")
         }
@@ -85,6 +98,11 @@ struct Serve: AsyncParsableCommand {
         options.proxy.listenHost = listen.host
         options.proxy.listenPort = listen.port
         options.proxy.maxConnections = maxConnections
+        if let tlsListen {
+            options.proxy.tlsListenHost = tlsListen.host
+            options.proxy.tlsListenPort = tlsListen.port
+            options.tlsCertificates = zip(cert, key).map { TLSCertificatePair(certificatePath: $0, keyPath: $1) }
+        }
         if let drain = parseDuration(drainTimeout) {
             options.proxy.drainTimeout = .nanoseconds(Int64(drain.components.seconds) * 1_000_000_000 + drain.components.attoseconds / 1_000_000_000)
         }

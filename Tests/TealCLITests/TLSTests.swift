@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+import TealTestSupport
+
+@Suite("HTTPS listener of teal serve", .serialized)
+struct TLSTests {
+    /// Runs `body` with a router serving HTTPS on `tlsPort` with the default, shop and api
+    /// certificates.
+    static func withTLSRouter(_ body: (ServedRouter, TestCertificates, Int) async throws -> Void) async throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let tlsPort = try freePort()
+        try await ServedRouter.with(extraArguments: ["--tls-listen", "127.0.0.1:\(tlsPort)"] + certificates.arguments(["default", "shop", "api"])) { router in
+            try await router.server.waitUntilListening(port: tlsPort)
+            try await body(router, certificates, tlsPort)
+        }
+    }
+
+    /// curl over HTTPS to `name` (resolved to loopback), trusting the test CA (`verify`), or not.
+    static func https(_ name: String, port: Int, certificates: TestCertificates, verify: Bool = true,
+                      extra: [String] = []) async throws -> (status: Int32, output: String, error: String) {
+        try await curl(["-sS", "-v", "--resolve", "\(name):\(port):127.0.0.1", "https://\(name):\(port)/"]
+                       + (verify ? ["--cacert", certificates.path("ca.pem")] : ["-k"]) + extra)
+    }
+
+    @Test("HTTPS end to end: SNI picks the certificate (exact, wildcard, default), TLS 1.2 and 1.3, X-Forwarded-Proto https")
+    func sniAndForwarding() async throws {
+        try await Self.withTLSRouter { router, certificates, port in
+            let shop = try await Self.https("shop.test", port: port, certificates: certificates, extra: ["-H", "X-Echo: headers"])
+            #expect(shop.status == 0, "\(shop.error)")
+            #expect(shop.error.contains("subject: CN=shop.test") && shop.error.contains("TLSv1.3"), "\(shop.error)")
+            #expect(shop.output.contains("X-Forwarded-Proto: https"), "\(shop.output)")
+
+            let api = try await Self.https("v2.api.test", port: port, certificates: certificates)
+            #expect(api.status == 0 && api.output == "blue\n" && api.error.contains("subject: CN=*.api.test"), "\(api.error)")
+
+            let other = try await Self.https("other.test", port: port, certificates: certificates, verify: false)
+            #expect(other.status == 0 && other.error.contains("subject: CN=default.test"), "\(other.error)")
+
+            let tls12 = try await Self.https("shop.test", port: port, certificates: certificates, extra: ["--tls-max", "1.2"])
+            #expect(tls12.status == 0 && tls12.error.contains("TLSv1.2") && tls12.output == "blue\n", "\(tls12.error)")
+
+            // The plain listener still answers, with X-Forwarded-Proto http.
+            let plain = try await curl(["-sS", "-H", "X-Echo: headers", "http://127.0.0.1:\(router.proxyPort)/"])
+            #expect(plain.output.contains("X-Forwarded-Proto: http\n"), "\(plain.output)")
+        }
+    }
+
+    @Test("bad certificate configurations stop start-up naming the file and the problem")
+    func badCertificates() async throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "route: shop\nblue: {instances: [\"127.0.0.1:9\"]}\n".write(to: directory.appendingPathComponent("shop.yaml"), atomically: true, encoding: .utf8)
+        try "not a certificate\n".write(to: directory.appendingPathComponent("garbage.pem"), atomically: true, encoding: .utf8)
+        let cases: [([String], String)] = [
+            (["--cert", certificates.path("missing.pem"), "--key", certificates.path("shop.key")], "TLS certificate \(certificates.path("missing.pem")): no such file"),
+            (["--cert", certificates.path("shop.pem"), "--key", certificates.path("default.key")], "TLS certificate \(certificates.path("default.key")): is not the private key of \(certificates.path("shop.pem"))"),
+            (["--cert", certificates.path("expired.pem"), "--key", certificates.path("expired.key")], "TLS certificate \(certificates.path("expired.pem")): expired on 2020-02-01"),
+            (["--cert", directory.appendingPathComponent("garbage.pem").path, "--key", certificates.path("shop.key")], "not a PEM certificate chain"),
+            (["--cert", certificates.path("shop.pem")], "give one --key for each --cert"),
+        ]
+        for (arguments, message) in cases {
+            let result = try await TealProcess.run(["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(try freePort())",
+                                                    "--tls-listen", "127.0.0.1:\(try freePort())", "--admin", "127.0.0.1:\(try freePort())",
+                                                    "--state", directory.appendingPathComponent("state.sqlite").path] + arguments)
+            #expect(result.status != 0 && result.output.contains(message), "\(arguments): \(result.output)")
+        }
+    }
+
+    @Test("certificates reload on SIGHUP under HTTPS load with no failed request; a bad certificate on reload keeps the running ones")
+    func reloadUnderLoad() async throws {
+        try await Self.withTLSRouter { router, certificates, port in
+            let before = try await Self.https("shop.test", port: port, certificates: certificates)
+            let oldSerial = Self.serial(before.error)
+            // New handshakes, one after another, while the certificate is replaced and reloaded.
+            let load = Task {
+                var failures: [String] = []
+                var count = 0
+                let deadline = ContinuousClock.now + .seconds(3)
+                while ContinuousClock.now < deadline {
+                    let answer = try await Self.https("shop.test", port: port, certificates: certificates)
+                    count += 1
+                    if answer.status != 0 || answer.output != "blue\n" { failures.append(answer.error) }
+                }
+                return (count, failures)
+            }
+            try await Task.sleep(for: .milliseconds(800))
+            try certificates.reissue("shop", commonName: "shop.test", san: "DNS:shop.test")
+            router.server.send(SIGHUP)
+            let (count, failures) = try await load.value
+            #expect(failures.isEmpty && count > 10, "\(count) handshakes, failed: \(failures)")
+            let after = try await Self.https("shop.test", port: port, certificates: certificates)
+            #expect(after.status == 0 && Self.serial(after.error) != oldSerial, "the new certificate is served: \(after.error)")
+
+            // A broken certificate file: the reload is refused, the running certificate stays.
+            try "broken\n".write(toFile: certificates.path("shop.pem"), atomically: true, encoding: .utf8)
+            router.server.send(SIGHUP)
+            try await Task.sleep(for: .milliseconds(500))
+            let still = try await Self.https("shop.test", port: port, certificates: certificates)
+            #expect(still.status == 0 && Self.serial(still.error) == Self.serial(after.error), "\(still.error)")
+            #expect(router.server.log.contains("reload refused") && router.server.log.contains("not a PEM certificate chain"), "\(router.server.log)")
+        }
+    }
+
+    /// The serial number curl -v printed for the server certificate (curl 7.88 prints the
+    /// subject, dates and issuer; the start date differs per issue, so it stands in).
+    static func serial(_ verbose: String) -> String? {
+        verbose.split(separator: "\n").first { $0.contains("start date:") }.map(String.init)
+    }
+}
