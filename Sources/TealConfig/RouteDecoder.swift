@@ -1,3 +1,4 @@
+import Foundation
 import TealCore
 
 /// Builds a `Route` from the YAML tree of one route file, checking every key on the way.
@@ -77,7 +78,7 @@ enum RouteDecoder {
     /// A pool: blue needs at least one instance, green may have none. No instance may be listed
     /// twice, nor be in `taken` (the blue pool's, when reading green).
     private static func pool(_ node: ConfigNode, isBlue: Bool, taken: Set<InstanceAddress>) throws(ConfigError) -> PoolSpec {
-        let keys = try node.mapping(keys: ["version", "instances"])
+        let keys = try node.mapping(keys: ["version", "instances", "tls"])
         let version = try keys.optional("version")?.string("a version string like \"1.4.2\"")
         let instancesNode = isBlue
             ? try keys.required("instances", expecting: "a list of host:port, e.g. [127.0.0.1:9101]")
@@ -97,6 +98,15 @@ enum RouteDecoder {
             }
             instances.append(address)
         }
-        return PoolSpec(version: version, instances: instances)
+        var tls: UpstreamTLS?
+        if let tlsNode = keys.optional("tls") {
+            let tlsKeys = try tlsNode.mapping(keys: ["ca", "serverName"])
+            tls = UpstreamTLS(caFile: try tlsKeys.optional("ca")?.string("a PEM file of the CA certificates to trust, e.g. /etc/teal/upstream-ca.pem"),
+                              serverName: try tlsKeys.optional("serverName")?.string("the name the instances' certificates carry, e.g. api.internal"))
+            if let ca = tls?.caFile, !FileManager.default.isReadableFile(atPath: ca), let caNode = tlsKeys.optional("ca") {
+                throw caNode.error("cannot read the CA file \(ca)")
+            }
+        }
+        return PoolSpec(version: version, instances: instances, tls: tls)
     }
 }

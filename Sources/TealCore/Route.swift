@@ -56,10 +56,26 @@ public struct PoolSpec: Hashable, Sendable, Codable {
     public var version: String?
     /// The pool's instances, without duplicates.
     public var instances: [InstanceAddress]
+    /// HTTPS to the instances, when set.
+    public var tls: UpstreamTLS?
 
-    public init(version: String? = nil, instances: [InstanceAddress]) {
+    public init(version: String? = nil, instances: [InstanceAddress], tls: UpstreamTLS? = nil) {
         self.version = version
         self.instances = instances
+        self.tls = tls
+    }
+}
+
+/// HTTPS from Teal to a pool's instances: the certificate is always verified, against `caFile`
+/// (PEM) or the system's trust store, for `serverName` (also sent as SNI) or else the instance's
+/// host.
+public struct UpstreamTLS: Hashable, Sendable, Codable {
+    public var caFile: String?
+    public var serverName: String?
+
+    public init(caFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.serverName = serverName
     }
 }
 

@@ -17,11 +17,14 @@ public final class Upstream: Sendable, CustomStringConvertible {
     let hasFailures = Atomic<Bool>(false)
     /// Answers the clients of this instance got, by status class.
     public let answers: StatusClassCounter
+    /// HTTPS to this instance, when its pool says so.
+    public let tls: UpstreamTLSClient?
 
     private static let nextID = Atomic<Int>(1)
 
-    public init(address: InstanceAddress, shards: Int = 1) {
+    public init(address: InstanceAddress, shards: Int = 1, tls: UpstreamTLSClient? = nil) {
         self.address = address
+        self.tls = tls
         self.answers = StatusClassCounter(shards: shards)
         self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.socketAddress = try? SocketAddress(ipAddress: address.host, port: address.port)

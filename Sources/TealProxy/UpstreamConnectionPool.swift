@@ -59,6 +59,9 @@ final class UpstreamConnectionPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = upstream.tls {
+                        try channel.pipeline.syncOperations.addHandler(try tls.handler(for: upstream.address))
+                    }
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(upstream: upstream, pool: pool.value))
                 }
             }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import TealProxy
@@ -24,6 +25,8 @@ public final class DemoBackend: Sendable {
         public var errorRate = 0.0
         /// Delay before each answer.
         public var latency: Duration = .zero
+        /// Serve HTTPS with this server context instead of plain HTTP.
+        public var tls: NIOSSLContext?
 
         public init(name: String, host: String = "127.0.0.1", port: Int = 0, errorRate: Double = 0, latency: Duration = .zero) {
             self.name = name
@@ -57,6 +60,7 @@ public final class DemoBackend: Sendable {
             .childChannelInitializer { [self] channel in
                 let ordinal = connections.wrappingAdd(1, ordering: .relaxed).newValue
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls = options.tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let upgrader = NIOWebSocketServerUpgrader(
                         shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
                         upgradePipelineHandler: { channel, _ in

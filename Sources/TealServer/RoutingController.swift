@@ -31,11 +31,14 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     private struct UpstreamKey: Hashable {
         var route: String
         var address: InstanceAddress
+        var tls: UpstreamTLS?
     }
 
     private struct State {
         var routes: [RouteState] = []
         var upstreams: [UpstreamKey: Upstream] = [:]
+        /// One client TLS context per pool TLS setting.
+        var tlsClients: [UpstreamTLS: UpstreamTLSClient] = [:]
     }
 
     private let state = Mutex(State())
@@ -131,7 +134,10 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             let gone = state.withLock { state -> [Upstream] in
                 state.routes = entries
                 let routed = Set(entries.flatMap { entry in
-                    (entry.route.blue.instances + entry.route.pool(.green).instances).map { UpstreamKey(route: entry.route.name, address: $0) }
+                    PoolColor.allCases.flatMap { color in
+                        let pool = entry.route.pool(color)
+                        return pool.instances.map { UpstreamKey(route: entry.route.name, address: $0, tls: pool.tls) }
+                    }
                 })
                 let stale = state.upstreams.filter { !routed.contains($0.key) }
                 for key in stale.keys { state.upstreams[key] = nil }
@@ -188,10 +194,10 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// green is emptied and all traffic goes to the new blue. Returns the old blue pool's
     /// upstreams, which the caller drains.
     public func promoteGreen(route name: String) async throws(RoutingError) -> [Upstream] {
-        var oldBlue: [InstanceAddress] = []
+        var oldBlue = PoolSpec(instances: [])
         try await mutate(route: name) { entry throws(RoutingError) in
             guard let green = entry.route.green, !green.instances.isEmpty else { throw .noGreenInstances(name) }
-            oldBlue = entry.route.blue.instances
+            oldBlue = entry.route.blue
             entry.route.blue = green
             entry.route.green = nil
             entry.route.split = .allBlue
@@ -201,8 +207,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
             entry.health = PoolHealth(spec: entry.route.health, blue: green.instances, green: [], keeping: entry.health)
         }
-        let addresses = oldBlue
-        return state.withLock { state in addresses.compactMap { state.upstreams[UpstreamKey(route: name, address: $0)] } }
+        let old = oldBlue
+        return state.withLock { state in old.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0, tls: old.tls)] } }
     }
 
     /// Changes one route: `change` runs on a copy of its state; the result is saved to the store
@@ -242,14 +248,20 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     public func upstreams(route name: String, pool color: PoolColor) -> [Upstream] {
         state.withLock { state in
             guard let entry = state.routes.first(where: { $0.route.name == name }) else { return [] }
-            return entry.route.pool(color).instances.map { Self.upstream(name, $0, in: &state, shards: proxy.shardCount) }
+            let pool = entry.route.pool(color)
+            return pool.instances.map { Self.upstream(name, $0, tls: pool.tls, in: &state, shards: proxy.shardCount) }
         }
     }
 
-    private static func upstream(_ route: String, _ address: InstanceAddress, in state: inout State, shards: Int) -> Upstream {
-        let key = UpstreamKey(route: route, address: address)
+    private static func upstream(_ route: String, _ address: InstanceAddress, tls: UpstreamTLS?, in state: inout State, shards: Int) -> Upstream {
+        let key = UpstreamKey(route: route, address: address, tls: tls)
         if let existing = state.upstreams[key] { return existing }
-        let upstream = Upstream(address: address, shards: shards)
+        var client: UpstreamTLSClient?
+        if let tls {
+            client = state.tlsClients[tls] ?? UpstreamTLSClient(tls)
+            state.tlsClients[tls] = client
+        }
+        let upstream = Upstream(address: address, shards: shards, tls: client)
         state.upstreams[key] = upstream
         return upstream
     }
@@ -346,7 +358,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             for entry in state.routes {
                 func pool(_ color: PoolColor) -> PoolRuntime {
                     let spec = entry.route.pool(color)
-                    let all = spec.instances.map { Self.upstream(entry.route.name, $0, in: &state, shards: proxy.shardCount) }
+                    let all = spec.instances.map { Self.upstream(entry.route.name, $0, tls: spec.tls, in: &state, shards: proxy.shardCount) }
                     let available = all.filter { entry.health.isAvailable($0.address, at: now) }
                     return PoolRuntime(color: color, version: spec.version, all: all, available: available,
                                        rotation: color == .blue ? entry.blueRotation : entry.greenRotation,

@@ -4,6 +4,7 @@ import Logging
 import TealConfig
 import TealCore
 import NIOPosix
+import NIOSSL
 import TealAdmin
 import TealProxy
 import TealServer
@@ -161,16 +162,32 @@ struct DemoBackendCommand: AsyncParsableCommand {
     @Option(help: "Delay before each answer, in milliseconds.")
     var latencyMs = 0
 
+    @Option(help: "Serve HTTPS with this PEM certificate chain (with --key).")
+    var cert: String?
+
+    @Option(help: "PEM private key of --cert.")
+    var key: String?
+
     func validate() throws {
         guard (0...1).contains(errorRate) else { throw ValidationError("--error-rate must be between 0 and 1") }
         guard latencyMs >= 0 else { throw ValidationError("--latency-ms must not be negative") }
+        guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
     }
 
     func run() async throws {
-        let backend = DemoBackend(
-            options: .init(name: name, host: listen.host, port: listen.port, errorRate: errorRate,
-                           latency: .milliseconds(latencyMs)),
-            group: MultiThreadedEventLoopGroup.singleton)
+        var options = DemoBackend.Options(name: name, host: listen.host, port: listen.port, errorRate: errorRate,
+                                          latency: .milliseconds(latencyMs))
+        if let cert, let key {
+            do {
+                let loaded = try LoadedCertificate.load(TLSCertificatePair(certificatePath: cert, keyPath: key))
+                options.tls = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: loaded.chain.map { .certificate($0) },
+                                                                                        privateKey: .privateKey(loaded.key)))
+            } catch {
+                FileHandle.standardError.write(Data("teal: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        let backend = DemoBackend(options: options, group: MultiThreadedEventLoopGroup.singleton)
         let address = try await backend.start()
         print("demo-backend \(name) listening on \(address)")
         try await DemoBackendService(backend: backend).runUntilSignalled()

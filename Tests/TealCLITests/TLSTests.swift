@@ -110,4 +110,44 @@ struct TLSTests {
     static func serial(_ verbose: String) -> String? {
         verbose.split(separator: "\n").first { $0.contains("start date:") }.map(String.init)
     }
+
+    @Test("HTTPS to the instances: verified against the pool's CA for its server name; a name the certificate lacks gets 502")
+    func upstreamTLS() async throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        let backendPort = try freePort(), proxyPort = try freePort(), adminPort = try freePort()
+        let backend = try TealProcess(["demo-backend", "--listen", "127.0.0.1:\(backendPort)", "--name", "secure",
+                                       "--cert", certificates.path("shop.pem"), "--key", certificates.path("shop.key")])
+        defer { backend.send(SIGTERM) }
+        try await backend.waitUntilListening(port: backendPort)
+        let routes = certificates.directory.appendingPathComponent("routes")
+        try FileManager.default.createDirectory(at: routes, withIntermediateDirectories: true)
+        func writeRoute(serverName: String) throws {
+            try """
+                route: secure
+                blue:
+                  instances: ["127.0.0.1:\(backendPort)"]
+                  tls: {ca: "\(certificates.path("ca.pem"))", serverName: \(serverName)}
+                health: {enabled: false}
+                upstream: {maxTries: 1}
+                """.write(to: routes.appendingPathComponent("secure.yaml"), atomically: true, encoding: .utf8)
+        }
+        try writeRoute(serverName: "shop.test")
+        let server = try TealProcess(["serve", "--routes", routes.path, "--listen", "127.0.0.1:\(proxyPort)",
+                                      "--admin", "127.0.0.1:\(adminPort)", "--state", certificates.path("state.sqlite")])
+        defer { server.send(SIGTERM) }
+        try await server.waitUntilServing(port: adminPort)
+        let good = try await curl(["-sS", "http://127.0.0.1:\(proxyPort)/"])
+        #expect(good.output == "secure\n", "\(good.output) \(good.error)\n\(server.log)")
+
+        try writeRoute(serverName: "wrong.test")
+        server.send(SIGHUP)
+        try await Task.sleep(for: .milliseconds(500))
+        let bad = try await curl(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(proxyPort)/"])
+        #expect(bad.output == "502", "certificate for shop.test, not wrong.test: \(bad.output)\n\(server.log)")
+        server.send(SIGTERM)
+        _ = await server.waitForExit(timeout: .seconds(10))
+        backend.send(SIGTERM)
+        _ = await backend.waitForExit(timeout: .seconds(5))
+    }
 }

@@ -46,7 +46,11 @@ import Testing
 
     @Test(arguments: [
         ("route: shop\nblue: 127.0.0.1:9101\n",
-         "routes/shop.yaml:2: blue: expected a mapping with keys version, instances, found \"127.0.0.1:9101\""),
+         "routes/shop.yaml:2: blue: expected a mapping with keys version, instances, tls, found \"127.0.0.1:9101\""),
+        ("route: shop\nblue:\n  instances: [\"127.0.0.1:9101\"]\n  tls: {ca: /nonexistent/ca.pem}\n",
+         "routes/shop.yaml:4: blue.tls.ca: cannot read the CA file /nonexistent/ca.pem"),
+        ("route: shop\nblue:\n  instances: [\"127.0.0.1:9101\"]\n  tls: {verify: false}\n",
+         "routes/shop.yaml:4: unknown key `verify` in blue.tls; expected one of ca, serverName"),
         ("route: shop\nblue:\n  version: \"1.0\"\n",
          "routes/shop.yaml:2: missing key `instances` in blue; expected a list of host:port, e.g. [127.0.0.1:9101]"),
         ("route: shop\nblue:\n  instances: {a: 1}\n",
@@ -64,13 +68,13 @@ import Testing
         ("route: shop\nblue:\n  version: [1]\n  instances: [\"a:1\"]\n",
          "routes/shop.yaml:3: blue.version: expected a version string like \"1.4.2\", found a list"),
         ("route: shop\nblue:\n  instances: [\"a:1\"]\n  weight: 3\n",
-         "routes/shop.yaml:4: unknown key `weight` in blue; expected one of version, instances"),
+         "routes/shop.yaml:4: unknown key `weight` in blue; expected one of version, instances, tls"),
         (minimalRoute("green:\n  instances: [\"127.0.0.1:9201\", \"127.0.0.1:9101\"]\n"),
          "routes/shop.yaml:5: green.instances[1]: 127.0.0.1:9101 is also in blue; an instance belongs to one pool"),
         (minimalRoute("green:\n  instances: [\"127.0.0.1:9201\", \"127.0.0.1:9201\"]\n"),
          "routes/shop.yaml:5: green.instances[1]: 127.0.0.1:9201 is already listed as green.instances[0]"),
         (minimalRoute("green: [\"127.0.0.1:9201\"]\n"),
-         "routes/shop.yaml:4: green: expected a mapping with keys version, instances, found a list"),
+         "routes/shop.yaml:4: green: expected a mapping with keys version, instances, tls, found a list"),
     ])
     func pools(yaml: String, expected: String) {
         #expect(parseErrorDescription(yaml) == expected)

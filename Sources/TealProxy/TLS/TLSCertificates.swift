@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOSSL
 import Synchronization
+import TealCore
 
 /// A certificate chain file and its private key file (PEM).
 public struct TLSCertificatePair: Sendable, Hashable {
@@ -154,5 +155,35 @@ public final class TLSTerminator: Sendable {
         let pairs = current.set.withLock { $0.certificates.map(\.pair) }
         let fresh = try TLSCertificateSet(pairs)
         current.set.withLock { $0 = fresh }
+    }
+}
+
+/// The client side of HTTPS to a pool's instances: one verified TLS context per pool setting.
+public final class UpstreamTLSClient: Sendable {
+    public let settings: UpstreamTLS
+    private let context: Result<NIOSSLContext, TLSCertificateError>
+
+    /// Builds the context; a CA file that cannot be used makes every connection fail with that
+    /// error (the instances then get no request) rather than connect without verification.
+    public init(_ settings: UpstreamTLS) {
+        self.settings = settings
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = .fullVerification
+        configuration.applicationProtocols = ["http/1.1"]
+        if let ca = settings.caFile { configuration.trustRoots = .file(ca) }
+        do {
+            context = .success(try NIOSSLContext(configuration: configuration))
+        } catch {
+            context = .failure(TLSCertificateError(path: settings.caFile ?? "system trust store", problem: "cannot be used to verify instances (\(error))"))
+        }
+    }
+
+    /// The TLS handler for a connection to `address`: SNI and verification for
+    /// `settings.serverName`, else the address's host when it is a name.
+    func handler(for address: InstanceAddress) throws -> NIOSSLClientHandler {
+        let context = try self.context.get()
+        let isIPLiteral = (try? SocketAddress(ipAddress: address.host, port: 0)) != nil
+        return try NIOSSLClientHandler(context: context, serverHostname: settings.serverName ?? (isIPLiteral ? nil : address.host))
     }
 }
