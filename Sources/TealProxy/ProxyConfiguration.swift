@@ -33,11 +33,32 @@ public struct ProxyConfiguration: Sendable {
     /// At shutdown, how long the listener keeps accepting what is already queued for it before
     /// it closes (a successor steering new connections to itself makes that queue run dry).
     public var acceptLinger: TimeAmount = .milliseconds(250)
+    /// HTTP/2 on the HTTPS listener (ALPN `h2`, else HTTP/1.1).
+    public var http2 = HTTP2Limits()
     /// Take over from a running Teal on the same port: bind with SO_REUSEPORT (always set) and
     /// steer every new connection of the port's reuse-port group to this listener.
     public var steerNewConnections = false
     /// The `Via` pseudonym.
     public var viaName = "teal"
+
+    public init() {}
+}
+
+/// Limits of HTTP/2 client connections.
+public struct HTTP2Limits: Sendable {
+    /// Offer `h2` in ALPN; off: HTTPS clients speak HTTP/1.1.
+    public var enabled = true
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    public var maxConcurrentStreams = 100
+    /// Largest header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE), in bytes.
+    public var maxHeaderListSize = 32 * 1024
+    /// Receive windows: per stream (SETTINGS_INITIAL_WINDOW_SIZE) and per connection.
+    public var streamWindow = 1 << 20
+    public var connectionWindow = 4 << 20
+    /// Rapid-reset defence (CVE-2023-44487): a client that resets more than this many streams
+    /// within `resetWindow` is sent GOAWAY and disconnected.
+    public var maxResets = 100
+    public var resetWindow: TimeAmount = .seconds(10)
 
     public init() {}
 }

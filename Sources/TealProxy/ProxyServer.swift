@@ -1,7 +1,10 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOHTTP1
+import NIOHTTP2
 import NIOSSL
+import NIOTLS
 import Synchronization
 import TealCore
 #if canImport(Glibc)
@@ -111,8 +114,19 @@ public final class ProxyServer: Sendable {
             return channel.close()
         }
         return channel.eventLoop.makeCompletedFuture {
-            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
-            try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator, isTLS: tls != nil))
+            guard let tls else {
+                return try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
+            }
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+            let limits = configuration.http2
+            try channel.pipeline.syncOperations.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
+                guard case .negotiated("h2") = result, limits.enabled else {
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator, isTLS: true))
+                    }
+                }
+                return Self.configureHTTP2(channel, limits: limits, context: context)
+            })
         }
     }
 
@@ -241,6 +255,51 @@ extension ProxyServer {
         let soAttachReusePortCBPF: Int32 = 51
         try await provider.unsafeSetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(soAttachReusePortCBPF),
                                                  value: SocketFilterProgram(length: 1, filter: program)).get()
+    }
+}
+
+extension ProxyServer {
+    /// An HTTP/2 connection: each stream gets the HTTP/1 codec, the bridge and its own
+    /// `ProxyHandler`.
+    static func configureHTTP2(_ channel: any Channel, limits: HTTP2Limits, context: LoopContext) -> EventLoopFuture<Void> {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderListSize),
+            HTTP2Setting(parameter: .initialWindowSize, value: limits.streamWindow),
+        ]
+        connection.targetWindowSize = limits.connectionWindow
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.targetWindowSize = limits.streamWindow
+        stream.streamResetFrameRateLimit.maximumCount = limits.maxResets
+        stream.streamResetFrameRateLimit.windowLength = limits.resetWindow
+        return channel.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandlers([
+                    HTTP2FramePayloadToHTTP1ServerCodec(), HTTP2StreamBridge(),
+                    ProxyHandler(loop: context, allocator: stream.allocator, isTLS: true),
+                ])
+            }
+        }.flatMapThrowing { _ in
+            try channel.pipeline.syncOperations.addHandler(HTTP2AbuseCloser())
+        }
+    }
+}
+
+/// Closes an HTTP/2 connection whose client NIOHTTP2 caught abusing it — a rapid-reset flood
+/// (CVE-2023-44487), floods of control or empty frames, too many stream errors or glitches —
+/// right after the GOAWAY, instead of letting it linger.
+final class HTTP2AbuseCloser: ChannelInboundHandler {
+    typealias InboundIn = Any
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
+             is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
+            context.close(promise: nil)
+        default:
+            context.fireErrorCaught(error)
+        }
     }
 }
 

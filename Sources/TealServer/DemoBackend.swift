@@ -182,13 +182,15 @@ private final class DemoBackendHandler: ChannelInboundHandler, RemovableChannelH
         finish(context: context)
     }
 
+    /// Writes the streamed body while the channel takes it; the rest when it is writable again.
+    /// Flushes only after the loop: a flush can make the channel writable again and call this
+    /// re-entrantly, which must not end the answer twice.
     private func writeStream(context: ChannelHandlerContext) {
         guard let chunk = streamChunk else { return }
         while streamRemaining > 0 && context.channel.isWritable {
             let size = min(streamRemaining, chunk.readableBytes)
             streamRemaining -= size
             context.write(wrapOutboundOut(.body(.byteBuffer(chunk.getSlice(at: chunk.readerIndex, length: size)!))), promise: nil)
-            if streamRemaining > 0 && !context.channel.isWritable { context.flush() }
         }
         if streamRemaining == 0 {
             streamChunk = nil

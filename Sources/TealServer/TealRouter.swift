@@ -101,7 +101,8 @@ public final class TealRouter: Sendable {
         let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
         var tls: TLSTerminator?
         if options.proxy.tlsListenPort != nil {
-            tls = try TLSTerminator(certificates: TLSCertificateSet(options.tlsCertificates))
+            tls = try TLSTerminator(certificates: TLSCertificateSet(options.tlsCertificates),
+                                    applicationProtocols: options.proxy.http2.enabled ? ["h2", "http/1.1"] : ["http/1.1"])
         }
         let store = try SQLiteStateStore(path: options.statePath)
         let lock = try StateLock(path: options.statePath + ".lock")

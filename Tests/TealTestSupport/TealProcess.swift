@@ -129,6 +129,23 @@ public final class TealProcess: @unchecked Sendable {
         }
     }
 
+    /// Runs any command (`arguments[0]` is the executable path) to the end, at most `timeout`;
+    /// its exit status and output.
+    public static func runCommand(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = await Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        if process.isRunning { process.terminate() }
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// Runs `teal arguments…` to the end (at most `timeout`); its exit status and output.
     public static func run(_ arguments: [String], environment: [String: String] = [:],
                            timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {

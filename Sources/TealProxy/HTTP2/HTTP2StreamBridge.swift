@@ -1,0 +1,231 @@
+import NIOCore
+import NIOHTTP1
+
+/// Puts an HTTP/2 stream in front of a `ProxyHandler`: the stream's request (as NIOHTTP2's
+/// HTTP/1-style parts) is written to the handler as HTTP/1.1 bytes, and the HTTP/1.1 answer the
+/// handler writes back is parsed into response parts for the stream. So every stream goes through
+/// the same routing, split, statistics, timeouts and upstream pools as an HTTP/1.1 request.
+///
+/// Requests: a body without `content-length` is sent chunked; hop-by-hop headers never come from
+/// HTTP/2. Answers: framing headers (`connection`, `keep-alive`, `transfer-encoding`, …) are
+/// dropped, chunked bodies are decoded, interim 1xx answers are dropped, and a body delimited by
+/// the connection's end ends the stream when the handler closes it.
+final class HTTP2StreamBridge: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum Answer {
+        case head
+        case length(Int)
+        case chunked(ChunkDecoder)
+        case untilClose
+        case done
+    }
+
+    private var pendingHead: HTTPRequestHead?
+    private var chunkedRequest = false
+    private var requestIsHEAD = false
+    private var answer = Answer.head
+    private var pending: ByteBuffer?
+
+    /// Header names that describe an HTTP/1.1 connection or message framing, not the message.
+    static let connectionHeaders: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"]
+
+    // MARK: Request: parts in, HTTP/1.1 bytes out
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            requestIsHEAD = head.method == .HEAD
+            if head.headers.contains(name: "content-length") {
+                sendHead(head, chunked: false, context: context)
+            } else {
+                pendingHead = head  // a body follows or not: the next part says
+            }
+        case .body(let body):
+            if let head = pendingHead { sendHead(head, chunked: true, context: context) }
+            guard chunkedRequest else { return context.fireChannelRead(wrapInboundOut(body)) }
+            var chunk = context.channel.allocator.buffer(capacity: body.readableBytes + 16)
+            chunk.writeString(String(body.readableBytes, radix: 16))
+            chunk.writeStaticString("\r\n")
+            chunk.writeImmutableBuffer(body)
+            chunk.writeStaticString("\r\n")
+            context.fireChannelRead(wrapInboundOut(chunk))
+        case .end:
+            if let head = pendingHead { sendHead(head, chunked: false, context: context) }
+            if chunkedRequest {
+                context.fireChannelRead(wrapInboundOut(context.channel.allocator.buffer(staticString: "0\r\n\r\n")))
+            }
+        }
+    }
+
+    private func sendHead(_ head: HTTPRequestHead, chunked: Bool, context: ChannelHandlerContext) {
+        pendingHead = nil
+        chunkedRequest = chunked
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        buffer.writeString(head.method.rawValue)
+        buffer.writeStaticString(" ")
+        buffer.writeString(head.uri)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        for (name, value) in head.headers where !Self.connectionHeaders.contains(name.lowercased()) {
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        if chunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        buffer.writeStaticString("\r\n")
+        context.fireChannelRead(wrapInboundOut(buffer))
+    }
+
+    // MARK: Answer: HTTP/1.1 bytes in, parts out
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var bytes = unwrapOutboundIn(data)
+        if var buffered = pending {
+            buffered.writeBuffer(&bytes)
+            bytes = buffered
+            pending = nil
+        }
+        var parts: [HTTPServerResponsePart] = []
+        func emit(_ part: HTTPServerResponsePart) { parts.append(part) }
+        loop: while true {
+            switch answer {
+            case .head:
+                guard let head = Self.parseHead(&bytes) else {
+                    if bytes.readableBytes > 0 { pending = bytes }
+                    break loop
+                }
+                let status = head.status.code
+                if status >= 100 && status < 200 { continue }  // interim answers are not forwarded
+                var responseHead = head
+                let length = head.headers.first(name: "content-length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
+                for name in Self.connectionHeaders { responseHead.headers.remove(name: name) }
+                emit(.head(responseHead))
+                if requestIsHEAD || status == 204 || status == 304 || length == 0 && !chunked {
+                    emit(.end(nil))
+                    answer = .done
+                } else if chunked {
+                    answer = .chunked(ChunkDecoder())
+                } else if let length {
+                    answer = .length(length)
+                } else {
+                    answer = .untilClose
+                }
+            case .length(let remaining):
+                guard bytes.readableBytes > 0 else { break loop }
+                let count = min(remaining, bytes.readableBytes)
+                emit(.body(.byteBuffer(bytes.readSlice(length: count)!)))
+                if count == remaining {
+                    emit(.end(nil))
+                    answer = .done
+                } else {
+                    answer = .length(remaining - count)
+                }
+            case .chunked(var decoder):
+                guard bytes.readableBytes > 0 else { break loop }
+                let (data, finished) = decoder.decode(&bytes)
+                if let data, data.readableBytes > 0 { emit(.body(.byteBuffer(data))) }
+                if finished {
+                    emit(.end(nil))
+                    answer = .done
+                } else {
+                    answer = .chunked(decoder)
+                    if bytes.readableBytes > 0 { pending = bytes }
+                    break loop
+                }
+            case .untilClose:
+                guard bytes.readableBytes > 0 else { break loop }
+                emit(.body(.byteBuffer(bytes)))
+                break loop
+            case .done:
+                break loop
+            }
+        }
+        guard let last = parts.popLast() else {
+            promise?.succeed()
+            return
+        }
+        for part in parts { context.write(wrapOutboundOut(part), promise: nil) }
+        context.write(wrapOutboundOut(last), promise: promise)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if case .untilClose = answer {
+            // The answer's body ended with the connection: end the stream instead.
+            answer = .done
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+            return
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
+    /// Parses an HTTP/1.1 response head at the front of `bytes` (consuming it), or `nil` when it
+    /// is not complete yet. Heads come from `ProxyHandler`, which already checked them.
+    static func parseHead(_ bytes: inout ByteBuffer) -> HTTPResponseHead? {
+        let view = bytes.readableBytesView
+        guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return nil }
+        let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
+        bytes.moveReaderIndex(to: end.upperBound)
+        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let statusLine = lines.isEmpty ? "" : lines.removeFirst()
+        let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        let code = parts.count > 1 ? Int(parts[1]) ?? 502 : 502
+        var headers = HTTPHeaders()
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers.add(name: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        return HTTPResponseHead(version: .http1_1, status: .init(statusCode: code), headers: headers)
+    }
+}
+
+/// Decodes a chunked body: the data of every chunk, until the last chunk and its trailers.
+struct ChunkDecoder {
+    private enum State {
+        case size
+        case data(Int)
+        case dataEnd
+        case trailers
+    }
+
+    private var state = State.size
+
+    /// Decodes what it can of `bytes` (consuming it); the data found, and whether the body ended.
+    mutating func decode(_ bytes: inout ByteBuffer) -> (ByteBuffer?, Bool) {
+        var output: ByteBuffer?
+        while bytes.readableBytes > 0 {
+            switch state {
+            case .size:
+                guard let line = Self.line(&bytes) else { return (output, false) }
+                let digits = line.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces)
+                let size = Int(digits, radix: 16) ?? 0
+                state = size == 0 ? .trailers : .data(size)
+            case .data(let remaining):
+                let count = min(remaining, bytes.readableBytes)
+                var slice = bytes.readSlice(length: count)!
+                if output == nil { output = slice } else { output!.writeBuffer(&slice) }
+                state = count == remaining ? .dataEnd : .data(remaining - count)
+            case .dataEnd:
+                guard Self.line(&bytes) != nil else { return (output, false) }
+                state = .size
+            case .trailers:
+                guard let line = Self.line(&bytes) else { return (output, false) }
+                if line.isEmpty { return (output, true) }
+            }
+        }
+        return (output, false)
+    }
+
+    /// A CRLF-terminated line at the front of `bytes` (consumed), or `nil` when incomplete.
+    private static func line(_ bytes: inout ByteBuffer) -> String? {
+        let view = bytes.readableBytesView
+        guard let end = view.firstRange(of: [13, 10]) else { return nil }
+        let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
+        bytes.moveReaderIndex(to: end.upperBound)
+        return text
+    }
+}

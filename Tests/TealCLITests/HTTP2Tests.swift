@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import TealTestSupport
+
+@Suite("HTTP/2 clients of teal serve", .serialized)
+struct HTTP2Tests {
+    /// curl with HTTP/2 over TLS to `shop.test` on the router's HTTPS port, trusting the test CA.
+    static func h2(_ port: Int, _ certificates: TestCertificates, paths: [String] = ["/"], extra: [String] = []) async throws
+        -> (status: Int32, output: String, error: String) {
+        try await curl(["-sS", "--http2", "--cacert", certificates.path("ca.pem"), "--resolve", "shop.test:\(port):127.0.0.1"]
+                       + extra + paths.map { "https://shop.test:\(port)\($0)" })
+    }
+
+    @Test("HTTP/2 over TLS (ALPN h2): the split holds per stream on one connection, bodies both ways, HEAD, forwarded headers")
+    func streams() async throws {
+        try await TLSTests.withTLSRouter { router, certificates, port in
+            #expect(try await router.teal(["split", "shop", "1/1"]).status == 0)
+            let four = try await Self.h2(port, certificates, paths: ["/a", "/b", "/c", "/d"], extra: ["-w", "%{http_version}\\n"])
+            #expect(four.status == 0, "\(four.error)")
+            let lines = four.output.split(separator: "\n").map(String.init)
+            #expect(lines.filter { $0 == "2" }.count == 4, "every answer over HTTP/2: \(lines)")
+            #expect(lines.filter { $0 != "2" }.sorted() == ["blue", "blue", "green", "green"], "four streams over one connection at 1/1: \(lines)")
+
+            let echo = try await Self.h2(port, certificates, extra: ["-H", "X-Echo: headers"])
+            #expect(echo.output.contains("X-Forwarded-Proto: https") && echo.output.contains("host: shop.test:\(port)"), "\(echo.output)")
+
+            // An upload without content-length (streamed from stdin) reaches the instance chunked.
+            let body = String(repeating: "0123456789", count: 30_000)
+            let file = certificates.directory.appendingPathComponent("body.txt")
+            try body.write(to: file, atomically: true, encoding: .utf8)
+            let upload = try await Self.h2(port, certificates, extra: ["-X", "POST", "--data-binary", "@\(file.path)", "-D", "-", "-o", "/dev/null"])
+            #expect(upload.output.contains("x-body-bytes: 300000"), "\(upload.output)")
+            let streamed = try await curl(["-sS", "--http2", "--cacert", certificates.path("ca.pem"), "--resolve", "shop.test:\(port):127.0.0.1",
+                                           "-T", file.path, "-H", "Content-Length:", "-H", "Transfer-Encoding:", "-D", "-", "-o", "/dev/null",
+                                           "https://shop.test:\(port)/upload"])
+            #expect(streamed.output.contains("x-body-bytes: 300000"), "\(streamed.output) \(streamed.error)")
+
+            let large = try await Self.h2(port, certificates, extra: ["-H", "X-Response-Bytes: 2000000", "-o", "/dev/null", "-w", "%{size_download}"])
+            #expect(large.output == "2000000", "\(large.output) \(large.error)")
+            let head = try await Self.h2(port, certificates, extra: ["-I"])
+            #expect(head.output.hasPrefix("HTTP/2 200") && head.output.contains("content-length: 5"), "\(head.output)")
+        }
+    }
+
+    @Test("a release rolls back on HTTP/2 traffic when green fails")
+    func rollbackOnHTTP2() async throws {
+        try await TLSTests.withTLSRouter { router, certificates, port in
+            let start = try await router.teal(["rollout", "start", "shop", "--green-version", "1.2", "--green-instance", "127.0.0.1:\(router.ports["bad"]!)"])
+            #expect(start.status == 0, "\(start.output)")
+            let load = Task {
+                var answers = 0
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline, !Task.isCancelled {
+                    let batch = try? await Self.h2(port, certificates, paths: Array(repeating: "/", count: 50), extra: ["-o", "/dev/null", "-w", "%{http_code}\\n"])
+                    answers += batch?.output.split(separator: "\n").count ?? 0
+                }
+                return answers
+            }
+            let wait = try await router.teal(["rollout", "wait", "shop", "--timeout", "20"])
+            load.cancel()
+            #expect(wait.status == 1 && wait.output.contains("rolled-back") && wait.output.contains("error rate"), "\(wait.output)")
+            #expect(await load.value > 0)
+            let after = try await Self.h2(port, certificates, paths: ["/", "/", "/"])
+            #expect(after.output == "blue\nblue\nblue\n", "\(after.output)")
+        }
+    }
+
+    static let rapidReset = """
+        import socket, ssl, struct, sys, time
+        port, count, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+        context = ssl.create_default_context(cafile=ca)
+        context.set_alpn_protocols(["h2"])
+        s = context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="shop.test")
+        assert s.selected_alpn_protocol() == "h2"
+        def frame(kind, flags, stream, payload=b""):
+            return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+        block = bytes([0x82, 0x87, 0x84, 0x41, 9]) + b"shop.test"
+        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0))
+        sent, closed, goaway, received = 0, False, False, b""
+        try:
+            for i in range(count):
+                s.sendall(frame(1, 0x5, 2 * i + 1, block) + frame(3, 0, 2 * i + 1, struct.pack(">I", 8)))
+                sent += 1
+        except OSError:
+            closed = True
+        s.settimeout(5)
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                received += data
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+        # A GOAWAY frame: type 7 on stream 0, error code ENHANCE_YOUR_CALM (0xb) at the end.
+        goaway = b"\\x07\\x00\\x00\\x00\\x00\\x00" in received and b"\\x00\\x00\\x00\\x0b" in received
+        print(f"closed={closed} goaway={goaway}")
+        """
+
+    @Test("a rapid-reset flood (CVE-2023-44487) gets GOAWAY and is disconnected while other clients are served")
+    func rapidResetFlood() async throws {
+        try await TLSTests.withTLSRouter { router, certificates, port in
+            let script = certificates.directory.appendingPathComponent("rapid.py")
+            try Self.rapidReset.write(to: script, atomically: true, encoding: .utf8)
+            let flood = Task { try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(port), "5000", certificates.path("ca.pem")]) }
+            var served = 0
+            for _ in 0..<5 {
+                let answer = try await Self.h2(port, certificates)
+                if answer.output == "blue\n" { served += 1 }
+            }
+            let result = try await flood.value
+            #expect(result.output.contains("closed=True goaway=True"), "\(result.output)")
+            #expect(served == 5)
+            let metrics = try await curl(["-s", "http://127.0.0.1:\(router.adminPort)/metrics"])
+            let line = metrics.output.split(separator: "\n").first { $0.hasPrefix("teal_pool_requests_total{route=\"shop\",pool=\"blue\"") }
+            let requests = line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1
+            #expect(requests >= 5 && requests < 200, "the flood's reset streams cost at most the reset limit: \(line ?? "none")")
+        }
+    }
+}
