@@ -94,25 +94,22 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
         loop: while true {
             switch answer {
             case .head:
-                guard let head = Self.parseHead(&bytes) else {
+                guard let (head, framing) = Self.parseHead(&bytes, requestIsHEAD: requestIsHEAD) else {
                     if bytes.readableBytes > 0 { pending = bytes }
                     break loop
                 }
                 let status = head.status.code
                 if status >= 100 && status < 200 { continue }  // interim answers are not forwarded
-                var responseHead = head
-                let length = head.headers.first(name: "content-length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-                let chunked = head.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
-                for name in Self.connectionHeaders { responseHead.headers.remove(name: name) }
-                emit(.head(responseHead))
-                if requestIsHEAD || status == 204 || status == 304 || length == 0 && !chunked {
+                emit(.head(head))
+                switch framing {
+                case .none, .length(0):
                     emit(.end(nil))
                     answer = .done
-                } else if chunked {
+                case .length(let length):
+                    answer = .length(Int(length))
+                case .chunked:
                     answer = .chunked(ChunkDecoder())
-                } else if let length {
-                    answer = .length(length)
-                } else {
+                case .untilClose:
                     answer = .untilClose
                 }
             case .length(let remaining):
@@ -163,23 +160,27 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
         context.close(mode: mode, promise: promise)
     }
 
-    /// Parses an HTTP/1.1 response head at the front of `bytes` (consuming it), or `nil` when it
-    /// is not complete yet. Heads come from `ProxyHandler`, which already checked them.
-    static func parseHead(_ bytes: inout ByteBuffer) -> HTTPResponseHead? {
-        let view = bytes.readableBytesView
-        guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return nil }
-        let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-        bytes.moveReaderIndex(to: end.upperBound)
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
-        let statusLine = lines.isEmpty ? "" : lines.removeFirst()
-        let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        let code = parts.count > 1 ? Int(parts[1]) ?? 502 : 502
-        var headers = HTTPHeaders()
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.add(name: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+    /// Parses the HTTP/1.1 response head at the front of `bytes` (consuming it) with the data
+    /// plane's parser: the head for HTTP/2 (framing and connection headers dropped) and the body's
+    /// framing; `nil` when the head is not complete yet. Heads come from `ProxyHandler`, which
+    /// already checked them; one that does not parse becomes a 502.
+    static func parseHead(_ bytes: inout ByteBuffer, requestIsHEAD: Bool) -> (HTTPResponseHead, BodyFraming)? {
+        let parsed = bytes.withUnsafeReadableBytes { raw -> (HTTPResponseHead, BodyFraming, Int)? in
+            guard let end = HTTPBytes.findHeadEnd(raw, from: 0) else { return nil }
+            guard let head = try? ResponseHead.parse(raw, headEnd: end, requestIsHead: requestIsHEAD) else {
+                return (HTTPResponseHead(version: .http1_1, status: .badGateway), .none, end)
+            }
+            var headers = HTTPHeaders()
+            head.headers.forEach(raw) { _, name, value in
+                let name = String(decoding: raw[name], as: UTF8.self)
+                guard !connectionHeaders.contains(name.lowercased()) else { return }
+                headers.add(name: name, value: String(decoding: raw[value], as: UTF8.self))
+            }
+            return (HTTPResponseHead(version: .http1_1, status: .init(statusCode: head.status), headers: headers), head.framing, end)
         }
-        return HTTPResponseHead(version: .http1_1, status: .init(statusCode: code), headers: headers)
+        guard let (head, framing, end) = parsed else { return nil }
+        bytes.moveReaderIndex(forwardBy: end)
+        return (head, framing)
     }
 }
 
@@ -222,10 +223,18 @@ struct ChunkDecoder {
 
     /// A CRLF-terminated line at the front of `bytes` (consumed), or `nil` when incomplete.
     private static func line(_ bytes: inout ByteBuffer) -> String? {
-        let view = bytes.readableBytesView
-        guard let end = view.firstRange(of: [13, 10]) else { return nil }
-        let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-        bytes.moveReaderIndex(to: end.upperBound)
+        let found = bytes.withUnsafeReadableBytes { raw -> (String, Int)? in
+            var index = 1
+            while index < raw.count {
+                if raw[index] == HTTPBytes.lf && raw[index - 1] == HTTPBytes.cr {
+                    return (String(decoding: raw[0..<index - 1], as: UTF8.self), index + 1)
+                }
+                index += 1
+            }
+            return nil
+        }
+        guard let (text, length) = found else { return nil }
+        bytes.moveReaderIndex(forwardBy: length)
         return text
     }
 }
