@@ -286,6 +286,23 @@ EOF
 
 # start_nginx_proxy PORT [ENV=VALUE...]: nginx as reverse proxy, WORKERS workers, weighted
 # upstream, keep-alive on both hops. Sets NGINX_PID.
+# nginx_proxy_head DIR KEEPALIVE: nginx's main directives, then `http {` with the weighted
+# upstream `bench` (2/4 over the six backends, KEEPALIVE idle connections); the caller adds the
+# server block and the closing brace.
+nginx_proxy_head() {
+  local dir=$1 keepalive=$2 a
+  nginx_main_directives "$dir"
+  echo "http {"
+  nginx_http_directives "$dir"
+  echo "    upstream bench {"
+  for a in "${BLUE_ADDRS[@]}"; do echo "        server $a weight=$BLUE_WEIGHT;"; done
+  for a in "${GREEN_ADDRS[@]}"; do echo "        server $a weight=$GREEN_WEIGHT;"; done
+  echo "        keepalive $keepalive;"
+  echo "        keepalive_requests 1000000;"
+  echo "        keepalive_timeout 60s;"
+  echo "    }"
+}
+
 start_nginx_proxy() {
   local port=$1 dir=$BENCH_TMP/nginx-proxy-$1 conf=$BENCH_LOGDIR/nginx-proxy.conf a
   shift
@@ -294,17 +311,8 @@ start_nginx_proxy() {
   NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-$((2 * ${CONNS:-64}))}
   mkdir -p "$dir"
   {
-    nginx_main_directives "$dir"
-    echo "http {"
-    nginx_http_directives "$dir"
-    echo "    upstream bench {"
-    for a in "${BLUE_ADDRS[@]}"; do echo "        server $a weight=$BLUE_WEIGHT;"; done
-    for a in "${GREEN_ADDRS[@]}"; do echo "        server $a weight=$GREEN_WEIGHT;"; done
+    nginx_proxy_head "$dir" "$NGINX_KEEPALIVE"
     cat <<EOF
-        keepalive $NGINX_KEEPALIVE;
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }
     server {
         listen 127.0.0.1:$port;
         location / {

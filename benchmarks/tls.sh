@@ -50,17 +50,8 @@ take_port nginx_port
 nginx_dir=$BENCH_TMP/nginx-tls
 mkdir -p "$nginx_dir"
 {
-  nginx_main_directives "$nginx_dir"
-  echo "http {"
-  nginx_http_directives "$nginx_dir"
-  echo "    upstream bench {"
-  for a in "${BLUE_ADDRS[@]}"; do echo "        server $a weight=$BLUE_WEIGHT;"; done
-  for a in "${GREEN_ADDRS[@]}"; do echo "        server $a weight=$GREEN_WEIGHT;"; done
+  nginx_proxy_head "$nginx_dir" $((2 * CLIENTS))
   cat <<EOF
-        keepalive $((2 * CLIENTS));
-        keepalive_requests 1000000;
-        keepalive_timeout 60s;
-    }
     server {
         listen 127.0.0.1:$nginx_port ssl http2;
         ssl_certificate $cert_dir/cert.pem;
