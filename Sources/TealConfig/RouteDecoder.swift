@@ -37,7 +37,8 @@ enum RouteDecoder {
     /// `anyPool`, a green pool, even an empty one); `fix` is the other way out.
     static func requireGreen(_ green: PoolSpec?, anyPool: Bool = false, at node: ConfigNode, _ what: String,
                              orElse fix: String) throws(ConfigError) {
-        if anyPool ? green != nil : !(green?.instances.isEmpty ?? true) { return }
+        // A DNS pool gets its instances when the name resolves.
+        if anyPool ? green != nil : !(green?.instances.isEmpty ?? true) || green?.dns != nil { return }
         let missing = anyPool ? "there is no green pool; add green" : "there are no green instances; add green.instances"
         throw node.error("\(what), but \(missing) or \(fix)")
     }
@@ -78,10 +79,28 @@ enum RouteDecoder {
     /// A pool: blue needs at least one instance, green may have none. No instance may be listed
     /// twice, nor be in `taken` (the blue pool's, when reading green).
     private static func pool(_ node: ConfigNode, isBlue: Bool, taken: Set<InstanceAddress>) throws(ConfigError) -> PoolSpec {
-        let keys = try node.mapping(keys: ["version", "instances", "tls"])
+        let keys = try node.mapping(keys: ["version", "instances", "tls", "dns", "resolveEvery"])
         let version = try keys.optional("version")?.string("a version string like \"1.4.2\"")
-        let instancesNode = isBlue
-            ? try keys.required("instances", expecting: "a list of host:port, e.g. [127.0.0.1:9101]")
+        var dns: DNSDiscovery?
+        if let dnsNode = keys.optional("dns") {
+            if keys.optional("instances") != nil {
+                throw dnsNode.error("give either dns or instances, not both")
+            }
+            let text = try dnsNode.string("a DNS name and port, e.g. app-green.prod.svc.cluster.local:8080")
+            guard let address = InstanceAddress(parsing: text) else {
+                throw dnsNode.error("\"\(text)\" is not name:port, e.g. app-green.prod.svc.cluster.local:8080")
+            }
+            dns = DNSDiscovery(name: address.host, port: address.port)
+            if let every = keys.optional("resolveEvery") {
+                let interval = try every.duration()
+                guard interval >= .milliseconds(100) else { throw every.error("resolveEvery must be at least 100ms") }
+                dns?.interval = interval
+            }
+        } else if let every = keys.optional("resolveEvery") {
+            throw every.error("resolveEvery needs dns")
+        }
+        let instancesNode = isBlue && dns == nil
+            ? try keys.required("instances", expecting: "a list of host:port, e.g. [127.0.0.1:9101], or dns: name:port")
             : keys.optional("instances")
         let items = try instancesNode?.list(of: "host:port strings") ?? []
         if isBlue, items.isEmpty, let instancesNode {
@@ -107,6 +126,6 @@ enum RouteDecoder {
                 throw caNode.error("cannot read the CA file \(ca)")
             }
         }
-        return PoolSpec(version: version, instances: instances, tls: tls)
+        return PoolSpec(version: version, instances: instances, tls: tls, dns: dns)
     }
 }

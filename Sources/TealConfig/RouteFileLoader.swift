@@ -16,6 +16,7 @@ import Yams
 /// | `blue.version` | string (`1.5` is kept as written) | none |
 /// | `blue.instances` | non-empty list of `host:port`, no duplicates | required |
 /// | `green.version`, `green.instances` | as blue; instances may be empty, none shared with blue | no green pool |
+/// | `blue.dns`, `green.dns` | `name:port` instead of `instances`: the pool is what the name resolves to (A and AAAA), re-resolved every `resolveEvery` (duration ≥ 100ms, default `5s`); a failed or empty answer keeps the last set | none |
 /// | `blue.tls`, `green.tls` | `{ca: PEM file (readable), serverName}`: HTTPS to the instances, certificate verified against `ca` (else the system store) for `serverName` (else the instance host) | plain HTTP |
 /// | `split` | `B/G` (`2/4`) or green percentage (`25%`); green > 0 needs green instances | `1/0` |
 /// | `rollout.steps` | non-empty list of splits, or `{split, hold}` / `{split, gate: true}` | required in `rollout` |

@@ -58,12 +58,40 @@ public struct PoolSpec: Hashable, Sendable, Codable {
     public var instances: [InstanceAddress]
     /// HTTPS to the instances, when set.
     public var tls: UpstreamTLS?
+    /// When set, `instances` is what this DNS name resolved to last (kept up to date by
+    /// re-resolving); the route file lists no instances then.
+    public var dns: DNSDiscovery?
 
-    public init(version: String? = nil, instances: [InstanceAddress], tls: UpstreamTLS? = nil) {
+    public init(version: String? = nil, instances: [InstanceAddress], tls: UpstreamTLS? = nil, dns: DNSDiscovery? = nil) {
         self.version = version
         self.instances = instances
         self.tls = tls
+        self.dns = dns
     }
+
+    /// Whether `other` is the same pool as a route file or a release defines it: equal, or for
+    /// DNS pools the same name, version and TLS whatever the name resolves to now.
+    public func isSameDefinition(as other: PoolSpec?) -> Bool {
+        guard let other else { return false }
+        guard let dns, other.dns == dns else { return self == other }
+        return version == other.version && tls == other.tls
+    }
+}
+
+/// A pool whose instances are the A and AAAA records of a DNS name (for example a Kubernetes
+/// headless Service), re-resolved every `interval`.
+public struct DNSDiscovery: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var name: String
+    public var port: Int
+    public var interval: Duration
+
+    public init(name: String, port: Int, interval: Duration = .seconds(5)) {
+        self.name = name
+        self.port = port
+        self.interval = interval
+    }
+
+    public var description: String { "\(name):\(port)" }
 }
 
 /// HTTPS from Teal to a pool's instances: the certificate is always verified, against `caFile`

@@ -185,6 +185,19 @@ public final class ProxyServer: Sendable {
         return counts
     }
 
+    /// Drains upstreams no longer routed to, in the background: once their in-flight requests
+    /// are done (or `timeout` passed) their idle connections are closed.
+    public func drain(_ upstreams: [Upstream], timeout: Duration) {
+        guard !upstreams.isEmpty else { return }
+        let deadline = ContinuousClock.now + timeout
+        Task {
+            while ContinuousClock.now < deadline, await busyUpstreamConnections(to: upstreams) > 0 {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            await closeIdleUpstreamConnections(to: upstreams)
+        }
+    }
+
     /// Closes the idle upstream connections to these instances on every loop.
     public func closeIdleUpstreamConnections(to upstreams: [Upstream]) async {
         let ids = Set(upstreams.map(\.id))

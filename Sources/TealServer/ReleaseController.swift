@@ -95,10 +95,10 @@ public final class ReleaseController: Sendable {
             var record = record
             var note: String?
             if !record.checkpoint.isFinal {
-                if route.blue == record.spec.green {
+                if route.blue.isSameDefinition(as: record.spec.green) {
                     record.checkpoint.phase = .promoted  // the promotion was saved; its checkpoint was not
                     note = "restored after a restart: green was already promoted"
-                } else if route.green != record.spec.green {
+                } else if !record.spec.green.isSameDefinition(as: route.green) {
                     record.checkpoint.phase = .aborted
                     record.checkpoint.abortReason = "the route's pools changed while Teal was down (route file edited)"
                     note = "aborted after a restart: the route's pools no longer match the release (route file edited while Teal was down)"
@@ -137,7 +137,7 @@ public final class ReleaseController: Sendable {
         for (name, run) in runs.withLock({ $0 }) where !run.state.isFinal {
             let reason: String
             if let route = routes[name] {
-                guard route.green != run.spec.green else { continue }
+                guard !run.spec.green.isSameDefinition(as: route.green) else { continue }
                 reason = "the reloaded route files changed its green pool"
             } else {
                 reason = "its route was removed from the route files"

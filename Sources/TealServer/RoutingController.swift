@@ -211,6 +211,25 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         return state.withLock { state in old.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0, tls: old.tls)] } }
     }
 
+    /// Replaces the instances of a route's pool (DNS discovery): health carries over for the
+    /// instances that stay, the rotation and counters too. Refuses an empty set. Returns the
+    /// upstreams no longer in the pool, for the caller to drain.
+    public func setInstances(_ instances: [InstanceAddress], route name: String, pool color: PoolColor) async throws(RoutingError) -> [Upstream] {
+        guard !instances.isEmpty else { throw .emptyPool(name, color) }
+        var removed = PoolSpec(instances: [])
+        try await mutate(route: name) { entry throws(RoutingError) in
+            guard var pool = color == .blue ? Optional(entry.route.blue) : entry.route.green else { throw .noGreenInstances(name) }
+            removed = pool
+            removed.instances = pool.instances.filter { !instances.contains($0) }
+            pool.instances = instances
+            if color == .blue { entry.route.blue = pool } else { entry.route.green = pool }
+            entry.health = PoolHealth(spec: entry.route.health, blue: entry.route.blue.instances,
+                                      green: entry.route.pool(.green).instances, keeping: entry.health)
+        }
+        let gone = removed
+        return state.withLock { state in gone.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0, tls: gone.tls)] } }
+    }
+
     /// Changes one route: `change` runs on a copy of its state; the result is saved to the store
     /// (when there is one and `persist`), then put in place and published. Changes are serialized,
     /// so the store and the routing state see them in the same order; a change that is refused or
@@ -380,6 +399,7 @@ public enum RoutingError: Error, Equatable, CustomStringConvertible {
     case noGreenInstances(String)
     case instanceInBothPools(String, InstanceAddress)
     case stateNotSaved(String)
+    case emptyPool(String, PoolColor)
 
     public var description: String {
         switch self {
@@ -387,6 +407,7 @@ public enum RoutingError: Error, Equatable, CustomStringConvertible {
         case .unknownRoute(let name): "no route named \(name)"
         case .noGreenInstances(let name): "route \(name) has no green instances to send traffic to"
         case .stateNotSaved(let detail): "the change was not made: \(detail)"
+        case .emptyPool(let name, let color): "route \(name): the \(color) pool cannot be left without instances"
         }
     }
 }

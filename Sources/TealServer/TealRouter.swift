@@ -39,6 +39,8 @@ public final class TealRouter: Sendable {
     /// Runs releases on the routes.
     public let releases: ReleaseController
     public let group: any EventLoopGroup
+    /// Keeps DNS pools up to date (see `DNSDiscoveryService`).
+    public let discovery: DNSDiscoveryService
     /// The Prometheus metrics (`GET /metrics`).
     public let metrics = TealMetrics()
     private let ownsGroup: Bool
@@ -65,7 +67,7 @@ public final class TealRouter: Sendable {
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
                 group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
                 routesPath: String? = nil, stateLock: StateLock? = nil, predecessor: Int32? = nil,
-                tls: TLSTerminator? = nil, logger: Logger = Logger(label: "teal")) {
+                tls: TLSTerminator? = nil, resolver: any InstanceResolver = SystemResolver(), logger: Logger = Logger(label: "teal")) {
         self.routesPath = routesPath
         self.store = store
         self.stateLock = stateLock
@@ -84,6 +86,8 @@ public final class TealRouter: Sendable {
         reporter.target.withLock { $0 = controller }
         self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics,
                                           store: store, logger: logger)
+        self.discovery = DNSDiscoveryService(controller: controller, releases: releases, proxy: proxy, drainTimeout: drainTimeout,
+                                             resolver: resolver, logger: logger)
     }
 
     /// Loads the routes at `options.routesPath` and builds a router for them (no state file).
@@ -147,6 +151,8 @@ public final class TealRouter: Sendable {
     /// Publishes the routes and binds the listener; returns the bound address.
     @discardableResult
     public func start() async throws -> SocketAddress {
+        // DNS pools get their instances before the first request.
+        await discovery.refresh(force: true)
         await controller.publish()
         let address = try await proxy.start()
         var stored = storedReleases
@@ -168,7 +174,7 @@ public final class TealRouter: Sendable {
         // green was released already (a restart does not retry a rolled-back release).
         for route in controller.routes {
             guard let policy = route.rollout, policy.autoStart, let green = route.green, !green.instances.isEmpty,
-                  storedReleases[route.name]?.spec.green != green else { continue }
+                  storedReleases[route.name].map({ !$0.spec.green.isSameDefinition(as: green) }) ?? true else { continue }
             try await releases.start(ReleaseSpec(route: route.name, green: green, policy: policy), by: "route-file")
         }
         return address
@@ -199,16 +205,14 @@ public final class TealRouter: Sendable {
         logger.notice("route files reloaded", metadata: ["added": "\(summary.added)", "changed": "\(summary.changed)",
                                                           "removed": "\(summary.removed)", "unchanged": "\(summary.unchanged.count)"])
         await releases.routesChanged(by: requester)
-        if !gone.isEmpty {
-            let proxy = self.proxy, deadline = ContinuousClock.now + drainTimeout
-            Task {
-                while ContinuousClock.now < deadline, await proxy.busyUpstreamConnections(to: gone) > 0 {
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-                await proxy.closeIdleUpstreamConnections(to: gone)
-            }
-        }
+        drain(gone)
         return summary
+    }
+
+    /// Drains upstreams no longer routed to, in the background: once their in-flight requests
+    /// are done (or the drain timeout passed) their idle connections are closed.
+    public func drain(_ upstreams: [Upstream]) {
+        proxy.drain(upstreams, timeout: drainTimeout)
     }
 
     /// The health checker service for this router.
@@ -225,7 +229,7 @@ public final class TealRouter: Sendable {
     /// Runs until SIGINT or SIGTERM, then drains in-flight requests and returns. With `admin`,
     /// the admin API runs too (refused, with the reason, on a non-loopback address without a token).
     public func run(admin: AdminConfiguration? = nil) async throws {
-        var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger)]
+        var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger), discovery]
         if let admin {
             let backend = RouterAdminBackend(router: self), logger = self.logger
             try admin.validate()

@@ -292,4 +292,16 @@ import Testing
         #expect(errorDescription { () throws(ConfigError) in _ = try RouteFileLoader.loadRoutes(at: "/nonexistent/teal/routes") }
             == "/nonexistent/teal/routes: no such file or directory")
     }
+
+    @Test("a pool may name a DNS name instead of instances; green may then carry a split before it resolves")
+    func dnsPools() throws {
+        let route = try RouteFileLoader.parseRoute(yaml: """
+            route: app
+            blue: {version: "1", dns: "app-blue.prod.svc.cluster.local:8080", resolveEvery: 2s}
+            green: {dns: "app-green.prod.svc.cluster.local:8080"}
+            split: 2/4
+            """, file: "routes/app.yaml")
+        #expect(route.blue.instances.isEmpty && route.blue.dns == DNSDiscovery(name: "app-blue.prod.svc.cluster.local", port: 8080, interval: .seconds(2)))
+        #expect(route.green?.dns?.interval == .seconds(5) && route.split == Split(blue: 2, green: 4))
+    }
 }
