@@ -72,6 +72,9 @@ public final class ProxyServer: Sendable {
     public var tlsLocalAddress: SocketAddress? { state.withLock { $0.tlsChannel?.localAddress } }
 
     private func listen(host: String, port: Int, tls: TLSTerminator?) async throws -> any Channel {
+        // SO_REUSEPORT lets a successor bind beside a running Teal; without `--takeover` a port
+        // someone already listens on must still be refused, not silently shared.
+        if !configuration.steerNewConnections, port != 0 { try Self.refuseIfListening(host: host, port: port) }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -242,6 +245,22 @@ public final class ProxyServer: Sendable {
 }
 
 extension ProxyServer {
+    /// Throws `EADDRINUSE` when something already listens on `host:port`: a plain bind (no
+    /// SO_REUSEPORT, but SO_REUSEADDR so TIME_WAIT leftovers do not count) on a probe socket.
+    static func refuseIfListening(host: String, port: Int) throws {
+        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        let family = address.protocol == .inet6 ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let result = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
+        if result != 0 && errno == EADDRINUSE {
+            throw IOError(errnoCode: EADDRINUSE, reason: "bind \(host):\(port): something already listens there (start with --takeover to replace a running teal serve)")
+        }
+    }
+
     /// One classic BPF instruction (`struct sock_filter`).
     private struct SocketFilter {
         var code: UInt16

@@ -24,8 +24,8 @@ final class ServedRouter: @unchecked Sendable {
     /// Backends `blue`, `blue2`, `green` (healthy), `bad` (every answer a 500) and `slow` (every
     /// answer after 1.5 s); the route `shop` has `blue` in its blue pool and
     /// releases by `plan` holding `hold` per step.
-    init(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
-         autoStart: Bool = false, blue: [String] = ["blue"]) async throws {
+    init(extraArguments: [String] = [], tlsArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s",
+         green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"]) async throws {
         var backends: [String: DemoBackend] = [:]
         var ports: [String: Int] = [:]
         for (name, errorRate, latency) in [("blue", 0.0, 0), ("blue2", 0.0, 0), ("green", 0.0, 0), ("bad", 1.0, 0), ("slow", 0.0, 1500)] {
@@ -35,19 +35,37 @@ final class ServedRouter: @unchecked Sendable {
         }
         self.backends = backends
         self.ports = ports
-        proxyPort = try freePort()
-        adminPort = try freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         settings = RouteSettings(green: green, plan: plan, hold: hold, autoStart: autoStart)
         try Self.writeRoutes(in: directory, ports: ports, settings: settings, blue: blue)
-        serveArguments = ["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxyPort)",
-                          "--admin", "127.0.0.1:\(adminPort)", "--state", directory.appendingPathComponent("state.sqlite").path,
-                          "--threads", "1"] + extraArguments
-        server = try TealProcess(serveArguments)
-        try await server.waitUntilServing(port: adminPort)
-        try await server.waitUntilListening(port: proxyPort)
+        // Free ports can be taken by a test running beside this one before teal binds them:
+        // teal then refuses to start (address in use) and it is tried again on other ports.
+        var attempt = 0
+        while true {
+            let proxy = try freePort(), admin = try freePort(), tls = tlsArguments.isEmpty ? nil : try freePort()
+            let arguments = ["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxy)",
+                             "--admin", "127.0.0.1:\(admin)", "--state", directory.appendingPathComponent("state.sqlite").path,
+                             "--threads", "1"] + (tls.map { ["--tls-listen", "127.0.0.1:\($0)"] + tlsArguments } ?? []) + extraArguments
+            let process = try TealProcess(arguments)
+            do {
+                try await process.waitUntilServing(port: admin)
+                try await process.waitUntilListening(port: proxy)
+                if let tls { try await process.waitUntilListening(port: tls) }
+                (proxyPort, adminPort, tlsPort, serveArguments, server) = (proxy, admin, tls, arguments, process)
+                return
+            } catch {
+                attempt += 1
+                let inUse = process.log.contains("already listens") || process.log.contains("Address already in use")
+                process.send(SIGKILL)
+                _ = await process.waitForExit(timeout: .seconds(5))
+                if !inUse || attempt >= 3 { throw error }
+            }
+        }
     }
+
+    /// The HTTPS port, when started with `tlsArguments`.
+    let tlsPort: Int?
 
     struct RouteSettings {
         var green: String
@@ -122,10 +140,11 @@ final class ServedRouter: @unchecked Sendable {
     }
 
     /// Runs `body`, then stops everything whether it threw or not.
-    static func with(extraArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
-                     autoStart: Bool = false, blue: [String] = ["blue"], _ body: (ServedRouter) async throws -> Void) async throws {
-        let router = try await ServedRouter(extraArguments: extraArguments, plan: plan, hold: hold, green: green, autoStart: autoStart,
-                                            blue: blue)
+    static func with(extraArguments: [String] = [], tlsArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s",
+                     green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"],
+                     _ body: (ServedRouter) async throws -> Void) async throws {
+        let router = try await ServedRouter(extraArguments: extraArguments, tlsArguments: tlsArguments, plan: plan, hold: hold,
+                                            green: green, autoStart: autoStart, blue: blue)
         do {
             try await body(router)
         } catch {

@@ -8,11 +8,11 @@ import TealTestSupport
 struct RestartTests {
     @Test("kill -9 mid-release: the restarted router serves the same split from its first request and the release goes on from its step, hold counted from the persisted step start")
     func crashRecovery() async throws {
-        try await ServedRouter.with(plan: "[1/3, 0/1]", hold: "4s") { router in
+        try await ServedRouter.with(plan: "[1/3, 0/1]", hold: "8s") { router in
             var load = router.load()
             let start = try await router.teal(["rollout", "start", "shop"])
             #expect(start.status == 0, "\(start.output)")
-            // 2 s into step 1 (1/3): the hold has 2 s left.
+            // 2 s into step 1 (1/3): the hold has 6 s left.
             try await Task.sleep(for: .seconds(2))
             let before = try await router.rollout()
             #expect(before.state == "shifting" && before.step == 1 && before.split == SplitBody(blue: 1, green: 3), "\(before)")
@@ -28,17 +28,17 @@ struct RestartTests {
             #expect(after.state == "shifting" && after.step == 1, "\(after)")
 
             load = router.load()
-            let promoted = try await router.teal(["rollout", "wait", "shop", "--timeout", "30"])
+            let promoted = try await router.teal(["rollout", "wait", "shop", "--timeout", "40"])
             _ = await load.stop()
             #expect(promoted.status == 0, "\(promoted.output)")
             let events = try await router.events()
             let stepOne = try #require(events.first { $0.text.hasPrefix("step 1/2") })
             let stepTwo = try #require(events.first { $0.text.hasPrefix("step 2/2") })
             #expect(events.contains { $0.source == "restart" && $0.text.hasPrefix("restored after a restart at step 1/2") }, "\(events.map(\.text))")
-            // Counted from the persisted start: step 2 began 4 s (plus evaluation slack) after step 1,
-            // not 4 s after the restart (which was 2 s into step 1).
+            // Counted from the persisted start: step 2 began 8 s (plus evaluation slack) after step 1,
+            // not 8 s after the restart (which was 2 s into step 1).
             let gap = stepTwo.time.timeIntervalSince(stepOne.time)
-            #expect(gap >= 3.9 && gap < 5.5, "step 1 → step 2 took \(gap) s")
+            #expect(gap >= 7.9 && gap < 9.8, "step 1 → step 2 took \(gap) s")
 
             // A promoted release stays promoted across another crash, on the new blue.
             try await router.restart(with: SIGKILL)
@@ -163,6 +163,11 @@ struct ReloadTests {
             let refused = try await TealProcess.run(router.serveArguments)
             #expect(refused.status == 2 && refused.output.contains("is using the state file") && refused.output.contains("--takeover"),
                     "\(refused.output)")
+            // Another state file, same port: still refused, not silently sharing the port.
+            var otherState = router.serveArguments
+            if let index = otherState.firstIndex(of: "--state") { otherState[index + 1] += ".other" }
+            let shared = try await TealProcess.run(otherState)
+            #expect(shared.status != 0 && shared.output.contains("already listens"), "\(shared.output)")
 
             let load = router.load(clients: 4)
             try await Task.sleep(for: .milliseconds(500))

@@ -9,10 +9,8 @@ struct TLSTests {
     static func withTLSRouter(_ body: (ServedRouter, TestCertificates, Int) async throws -> Void) async throws {
         let certificates = try TestCertificates()
         defer { certificates.remove() }
-        let tlsPort = try freePort()
-        try await ServedRouter.with(extraArguments: ["--tls-listen", "127.0.0.1:\(tlsPort)"] + certificates.arguments(["default", "shop", "api"])) { router in
-            try await router.server.waitUntilListening(port: tlsPort)
-            try await body(router, certificates, tlsPort)
+        try await ServedRouter.with(tlsArguments: certificates.arguments(["default", "shop", "api"])) { router in
+            try await body(router, certificates, try #require(router.tlsPort))
         }
     }
 

@@ -99,7 +99,12 @@ public final class TealProcess: @unchecked Sendable {
             guard process.isRunning else { throw Failure("teal exited with status \(process.terminationStatus):\n\(log)") }
             var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
             request.timeoutInterval = 1
-            if let (_, response) = try? await session.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 { return }
+            if let (_, response) = try? await session.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
+                // Another process may own the port: this one then fails to bind and exits soon.
+                try await Task.sleep(for: .milliseconds(200))
+                guard process.isRunning else { throw Failure("teal exited with status \(process.terminationStatus):\n\(log)") }
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw Failure("teal did not serve on port \(port) within \(timeout):\n\(log)")
