@@ -79,6 +79,28 @@ struct SplitCommand: AsyncParsableCommand {
     }
 }
 
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Print the journal: what happened, when, and who asked.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Only this route's entries.") var route: String?
+    @Option(help: "Only entries from this time on (ISO 8601, e.g. 2026-11-27T10:00:00Z).") var since: String?
+
+    func run() async throws {
+        var query: [String] = []
+        if let route { query.append("route=\(route.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? route)") }
+        if let since { query.append("since=\(since.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? since)") }
+        let events: [EventView]
+        do {
+            events = try await options.client().send("GET", "/v1/events" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+        } catch let error as AdminError { throw fail(error) }
+        if options.json { printJSON(events); return }
+        let formatter = ISO8601DateFormatter()
+        for event in events {
+            print("\(formatter.string(from: event.time))  \(event.route.padding(16)) \(event.source.padding(10)) \(event.text)")
+        }
+    }
+}
+
 struct RolloutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollout", abstract: "Run and follow releases.",

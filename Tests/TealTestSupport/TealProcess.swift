@@ -136,10 +136,12 @@ public final class TealProcess: @unchecked Sendable {
 
     /// Runs any command (`arguments[0]` is the executable path) to the end, at most `timeout`;
     /// its exit status and output.
-    public static func runCommand(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
+    public static func runCommand(_ arguments: [String], environment: [String: String] = [:],
+                                  timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
