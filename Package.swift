@@ -105,7 +105,8 @@ let package = Package(
         .testTarget(name: "TealCoreTests", dependencies: ["TealCore"], swiftSettings: swiftSettings),
         .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealCore", .product(name: "GRDB", package: "GRDB.swift")],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "TealConfigTests", dependencies: ["TealConfig"], swiftSettings: swiftSettings),
+        .testTarget(name: "TealConfigTests", dependencies: ["TealConfig", .product(name: "Yams", package: "Yams")],
+                    swiftSettings: swiftSettings),
         .testTarget(
             name: "TealAdminTests",
             dependencies: ["TealAdmin", "TealServer", .product(name: "HummingbirdTesting", package: "hummingbird"),

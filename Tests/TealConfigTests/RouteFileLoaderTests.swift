@@ -2,6 +2,7 @@ import Foundation
 import TealConfig
 import TealCore
 import Testing
+import Yams
 
 @Suite struct RouteFileLoaderTests {
     @Test func fullFileReadsIntoTheExpectedRoute() throws {
@@ -303,5 +304,15 @@ import Testing
             """, file: "routes/app.yaml")
         #expect(route.blue.instances.isEmpty && route.blue.dns == DNSDiscovery(name: "app-blue.prod.svc.cluster.local", port: 8080, interval: .seconds(2)))
         #expect(route.green?.dns?.interval == .seconds(5) && route.split == Split(blue: 2, green: 4))
+    }
+
+    @Test("the route file in deploy/kubernetes/teal-routes.yaml is a valid Teal route")
+    func kubernetesRouteFile() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/kubernetes/teal-routes.yaml")
+        let configMap = try #require(try Yams.load(yaml: String(contentsOf: path, encoding: .utf8)) as? [String: Any])
+        let data = try #require(configMap["data"] as? [String: String])
+        let route = try RouteFileLoader.parseRoute(yaml: try #require(data["shop.yaml"]), file: "shop.yaml")
+        #expect(route.blue.dns?.name == "app-blue.shop.svc.cluster.local" && route.green?.dns?.port == 8080)
     }
 }
