@@ -305,6 +305,13 @@ extension ProxyServer {
         stream.targetWindowSize = limits.streamWindow
         stream.streamResetFrameRateLimit.maximumCount = limits.maxResets
         stream.streamResetFrameRateLimit.windowLength = limits.resetWindow
+        do {
+            // Streams answer from their upstreams' reads, each with its own flush: gather the
+            // flushes of one event-loop tick into one TLS write.
+            try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
         return channel.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandlers([
@@ -314,6 +321,24 @@ extension ProxyServer {
             }
         }.flatMapThrowing { _ in
             try channel.pipeline.syncOperations.addHandler(HTTP2AbuseCloser())
+        }
+    }
+}
+
+/// Turns the flushes of one event-loop tick into one: the first schedules a flush at the end of
+/// the tick, the others ride on it.
+final class FlushCoalescer: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    private var scheduled = false
+
+    func flush(context: ChannelHandlerContext) {
+        guard !scheduled else { return }
+        scheduled = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (coalescer, context) = bound.value
+            coalescer.scheduled = false
+            context.flush()
         }
     }
 }
@@ -328,7 +353,11 @@ final class HTTP2AbuseCloser: ChannelInboundHandler {
         switch error {
         case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
              is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
-            context.close(promise: nil)
+            // The GOAWAY goes out first: its flush is coalesced to the end of this tick, and the
+            // close is queued after it.
+            context.flush()
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.close(promise: nil) }
         default:
             context.fireErrorCaught(error)
         }
