@@ -89,13 +89,25 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // Added to a connection that is already active (after TLS and ALPN): start now, no
+        // channelActive will come.
+        if context.channel.isActive { activate(context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        activate(context)
+        context.fireChannelActive()
+    }
+
+    private var activated = false
+
+    /// Takes the client's address, joins the loop's deadline sweep, arms the idle deadline.
+    private func activate(_ context: ChannelHandlerContext) {
+        guard !activated else { return }
+        activated = true
         if let ip = context.channel.remoteAddress?.ipAddress { clientAddress = Array(ip.utf8) }
         loop.register(self)
         setDeadline(.idle, after: loop.configuration.clientIdleTimeout)
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -41,6 +41,20 @@ struct TLSTests {
             // The plain listener still answers, with X-Forwarded-Proto http.
             let plain = try await curl(["-sS", "-H", "X-Echo: headers", "http://127.0.0.1:\(router.proxyPort)/"])
             #expect(plain.output.contains("X-Forwarded-Proto: http\n"), "\(plain.output)")
+
+            // HTTP/1.1 over TLS: the client's address is forwarded, and deadlines hold (a slow instance
+            // gets 504 after the route's response timeout, over HTTP/1.1 and HTTP/2 alike).
+            let h1 = try await Self.https("shop.test", port: port, certificates: certificates, extra: ["--http1.1", "-H", "X-Echo: headers"])
+            #expect(h1.output.contains("X-Forwarded-For: 127.0.0.1\n"), "\(h1.output)")
+            try router.writeRoutes(blue: ["slow"], extra: "upstream: {responseTimeout: 300ms, maxTries: 1}\n")
+            router.server.send(SIGHUP)
+            try await Task.sleep(for: .milliseconds(500))
+            for version in ["--http1.1", "--http2"] {
+                let started = ContinuousClock.now
+                let slow = try await Self.https("shop.test", port: port, certificates: certificates, extra: [version, "-o", "/dev/null", "-w", "%{http_code}"])
+                #expect(slow.output == "504" && ContinuousClock.now - started < .milliseconds(1400), "\(version): \(slow.output) \(slow.error)")
+            }
+
         }
     }
 
