@@ -48,6 +48,9 @@ public struct ProxyConfiguration: Sendable {
 public struct HTTP2Limits: Sendable {
     /// Offer `h2` in ALPN; off: HTTPS clients speak HTTP/1.1.
     public var enabled = true
+    /// Accept cleartext HTTP/2 with prior knowledge (h2c) on the plain listener: a connection
+    /// that opens with the HTTP/2 preface speaks HTTP/2, any other HTTP/1.1.
+    public var cleartext = false
     /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams = 100
     /// Largest header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE), in bytes.

@@ -118,7 +118,16 @@ public final class ProxyServer: Sendable {
         }
         return channel.eventLoop.makeCompletedFuture {
             guard let tls else {
-                return try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
+                guard configuration.http2.cleartext else {
+                    return try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
+                }
+                let limits = configuration.http2
+                return try channel.pipeline.syncOperations.addHandler(HTTP2PrefaceDetector { isHTTP2, channel in
+                    if isHTTP2 { return Self.configureHTTP2(channel, limits: limits, context: context, isTLS: false) }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
+                    }
+                })
             }
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
             let limits = configuration.http2
@@ -128,7 +137,7 @@ public final class ProxyServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator, isTLS: true))
                     }
                 }
-                return Self.configureHTTP2(channel, limits: limits, context: context)
+                return Self.configureHTTP2(channel, limits: limits, context: context, isTLS: true)
             })
         }
     }
@@ -293,7 +302,7 @@ extension ProxyServer {
 extension ProxyServer {
     /// An HTTP/2 connection: each stream gets the HTTP/1 codec, the bridge and its own
     /// `ProxyHandler`.
-    static func configureHTTP2(_ channel: any Channel, limits: HTTP2Limits, context: LoopContext) -> EventLoopFuture<Void> {
+    static func configureHTTP2(_ channel: any Channel, limits: HTTP2Limits, context: LoopContext, isTLS: Bool) -> EventLoopFuture<Void> {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
@@ -316,7 +325,7 @@ extension ProxyServer {
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandlers([
                     HTTP2FramePayloadToHTTP1ServerCodec(), HTTP2StreamBridge(),
-                    ProxyHandler(loop: context, allocator: stream.allocator, isTLS: true),
+                    ProxyHandler(loop: context, allocator: stream.allocator, isTLS: isTLS),
                 ])
             }
         }.flatMapThrowing { _ in

@@ -71,6 +71,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Flag(help: "Accept cleartext HTTP/2 with prior knowledge (h2c) on --listen, beside HTTP/1.1.")
+    var h2c = false
+
     @Flag(help: "Replace the teal serve using the same state file without dropping a request: listen beside it, steer new connections here, signal it to drain, continue its releases.")
     var takeover = false
 
@@ -100,6 +103,7 @@ struct Serve: AsyncParsableCommand {
         options.proxy.listenHost = listen.host
         options.proxy.listenPort = listen.port
         options.proxy.maxConnections = maxConnections
+        options.proxy.http2.cleartext = h2c
         if let tlsListen {
             options.proxy.tlsListenHost = tlsListen.host
             options.proxy.tlsListenPort = tlsListen.port

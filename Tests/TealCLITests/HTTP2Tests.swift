@@ -65,6 +65,19 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("teal serve --h2c: cleartext HTTP/2 with prior knowledge and HTTP/1.1 on the same plain port")
+    func cleartext() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let url = "http://127.0.0.1:\(router.proxyPort)/"
+            let h2c = try await curl(["-sS", "--http2-prior-knowledge", "-H", "X-Echo: headers", "-w", "%{http_version}", url])
+            #expect(h2c.output.hasSuffix("2") && h2c.output.contains("X-Forwarded-Proto: http\n"), "\(h2c.output) \(h2c.error)")
+            let h1 = try await curl(["-sS", "--http1.1", "-w", " %{http_version}", url, url])
+            #expect(h1.output == "blue\n 1.1blue\n 1.1", "\(h1.output) \(h1.error)")
+            let post = try await curl(["-sS", "--http1.1", "-X", "POST", "-d", "x=1", "-D", "-", "-o", "/dev/null", url])
+            #expect(post.output.contains("X-Request-Method: POST"), "\(post.output)")
+        }
+    }
+
     static let rapidReset = """
         import socket, ssl, struct, sys, time
         port, count, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

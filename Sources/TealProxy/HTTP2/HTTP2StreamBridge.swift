@@ -238,3 +238,51 @@ struct ChunkDecoder {
         return text
     }
 }
+
+/// On a plain connection, tells HTTP/2 with prior knowledge (the connection opens with the
+/// client preface `PRI * HTTP/2.0…`) from HTTP/1.1 by its first bytes, lets `configure` set up the
+/// pipeline after it, hands the bytes read so far on and leaves.
+final class HTTP2PrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private let configure: (Bool, any Channel) -> EventLoopFuture<Void>
+    private var buffered: ByteBuffer?
+    private var decided = false
+
+    init(configure: @escaping (Bool, any Channel) -> EventLoopFuture<Void>) {
+        self.configure = configure
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        guard !decided else { return context.fireChannelRead(wrapInboundOut(bytes)) }
+        if var earlier = buffered {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        let count = min(bytes.readableBytes, Self.preface.count)
+        let matches = bytes.withUnsafeReadableBytes { raw in raw.prefix(count).elementsEqual(Self.preface.prefix(count)) }
+        guard !matches || count == Self.preface.count else {
+            buffered = bytes  // still could be either
+            return
+        }
+        decided = true
+        buffered = nil
+        let isHTTP2 = matches
+        let channel = context.channel
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        configure(isHTTP2, channel).whenComplete { result in
+            let (detector, context) = bound.value
+            switch result {
+            case .success:
+                context.fireChannelRead(detector.wrapInboundOut(bytes))
+                context.fireChannelReadComplete()
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            case .failure:
+                context.close(promise: nil)
+            }
+        }
+    }
+}
