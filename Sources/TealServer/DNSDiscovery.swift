@@ -77,6 +77,20 @@ public final class DNSDiscoveryService: Service, Sendable {
         }
     }
 
+    /// What the DNS pools of `routes` resolve to now (pools that fail or answer nothing are left
+    /// out), for a reload to serve them from its first request.
+    public func resolveNow(_ routes: [Route]) async -> [String: [PoolColor: [InstanceAddress]]] {
+        var answers: [String: [PoolColor: [InstanceAddress]]] = [:]
+        for route in routes {
+            for color in PoolColor.allCases {
+                guard color == .blue || route.green != nil, let dns = route.pool(color).dns,
+                      let found = try? await resolver.resolve(name: dns.name, port: dns.port), !found.isEmpty else { continue }
+                answers[route.name, default: [:]][color] = found
+            }
+        }
+        return answers
+    }
+
     /// Resolves every DNS pool whose interval has passed (all of them with `force`).
     public func refresh(at now: ContinuousClock.Instant = .now, force: Bool = false) async {
         for route in controller.routes {

@@ -83,16 +83,27 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// green); a changed one takes the file's. The split stays unless green is gone (then all
     /// blue). New routes start as their file says; removed ones go. With a store the new state is
     /// saved first, so a reload that cannot be saved changes nothing. Returns what changed, and
-    /// the upstreams no longer routed to (for the caller to drain).
-    public func reload(_ files: [Route]) async throws(RoutingError) -> (ReloadSummary, [Upstream]) {
+    /// the upstreams no longer routed to (for the caller to drain). `resolved` gives DNS pools the
+    /// instances their names resolve to now (the file lists none); a DNS pool whose name did not
+    /// change keeps its instances when it has no fresh answer.
+    public func reload(_ files: [Route], resolved: [String: [PoolColor: [InstanceAddress]]] = [:]) async throws(RoutingError) -> (ReloadSummary, [Upstream]) {
         try await mutations.withLock { () async throws(RoutingError) -> (ReloadSummary, [Upstream]) in
             let current = state.withLock { $0.routes }
             var summary = ReloadSummary()
             var entries: [RouteState] = []
             for file in files {
+                /// The file's pool as it will be served: a DNS pool with its instances.
+                func serving(_ color: PoolColor, before: PoolSpec?) -> PoolSpec? {
+                    guard var pool = color == .blue ? file.blue : file.green, let dns = pool.dns else { return color == .blue ? file.blue : file.green }
+                    pool.instances = resolved[file.name]?[color] ?? (before?.dns.map { $0.name == dns.name && $0.port == dns.port } == true ? before!.instances : [])
+                    return pool
+                }
                 guard var entry = current.first(where: { $0.route.name == file.name }) else {
                     summary.added.append(file.name)
-                    entries.append(makeState(file, file: file))
+                    var route = file
+                    route.blue = serving(.blue, before: nil) ?? file.blue
+                    route.green = serving(.green, before: nil)
+                    entries.append(makeState(route, file: file))
                     continue
                 }
                 guard entry.file != file else {
@@ -102,8 +113,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                 }
                 summary.changed.append(file.name)
                 var route = file
-                route.blue = entry.file.blue == file.blue ? entry.route.blue : file.blue
-                route.green = entry.file.green == file.green ? entry.route.green : file.green
+                route.blue = entry.file.blue == file.blue ? entry.route.blue : serving(.blue, before: entry.route.blue) ?? file.blue
+                route.green = entry.file.green == file.green ? entry.route.green : serving(.green, before: entry.route.green)
                 route.split = entry.route.split
                 if route.split.green > 0 && (route.green?.instances.isEmpty ?? true) { route.split = .allBlue }
                 if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }

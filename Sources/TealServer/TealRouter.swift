@@ -197,7 +197,7 @@ public final class TealRouter: Sendable {
             logger.error("reload refused: the running routes and certificates stay", metadata: ["error": "\(error)"])
             throw error
         }
-        let (summary, gone) = try await controller.reload(files)
+        let (summary, gone) = try await controller.reload(files, resolved: await discovery.resolveNow(files))
         let source = JournalEntry.source(of: requester)
         for (names, what) in [(summary.added, "added"), (summary.changed, "changed"), (summary.removed, "removed")] {
             for name in names { await releases.record("route \(what) by a reload of the route files (by \(requester))", route: name, source: source) }

@@ -82,6 +82,17 @@ struct DNSDiscoveryTests {
         service.cancel()
         #expect(resolver.asked.load(ordering: .relaxed) - before >= 2)
 
+        // A reload that changes the DNS pool's settings keeps its instances; one that renames it
+        // serves what the new name resolves to from the first request.
+        var slower = route
+        slower.blue.dns?.interval = .seconds(30)
+        _ = try await router.controller.reload([slower])
+        #expect(try await answers(2) == ["c": 2])
+        var renamed = route
+        renamed.blue.dns = DNSDiscovery(name: "other.test", port: 80)
+        _ = try await router.controller.reload([renamed], resolved: ["app": [.blue: [addresses[0]]]])
+        #expect(try await answers(2) == ["a": 2])
+
         let journal = await router.releases.events(route: "app").filter { $0.source == "dns" }.map(\.text)
         #expect(journal.contains { $0.contains("3 instances (was 2)") } && journal.contains { $0.contains("1 instances (was 3)") }, "\(journal)")
         await router.shutdown()
