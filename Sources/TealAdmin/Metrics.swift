@@ -122,11 +122,11 @@ public final class TealMetrics: Sendable {
         for route in snapshot.routes {
             let routeLabel = ("route", route.name)
             let total = Double(max(1, route.split.blue + route.split.green))
-            gauge("teal_split_ratio", "Share of the route's traffic the split sends to each pool colour (0 to 1).",
-                  [routeLabel, ("pool", "blue")], Double(route.split.blue) / total)
-            gauge("teal_split_ratio", "Share of the route's traffic the split sends to each pool colour (0 to 1).",
-                  [routeLabel, ("pool", "green")], Double(route.split.green) / total)
-            for state in Self.releaseStates {
+            for (color, weight) in [(PoolColor.blue, route.split.blue), (.green, route.split.green)] {
+                gauge("teal_split_ratio", "Share of the route's traffic the split sends to each pool colour (0 to 1).",
+                      [routeLabel, ("pool", color.description)], Double(weight) / total)
+            }
+            for state in RolloutMachine.Checkpoint.Phase.allCases.map(\.rawValue) {
                 gauge("teal_release_state", "1 for the state of the route's latest release, 0 for the others; all 0 before its first release.",
                       [routeLabel, ("state", state)], route.release == state ? 1 : 0)
             }
@@ -149,10 +149,10 @@ public final class TealMetrics: Sendable {
                           labels, instance.healthy ? 1 : 0)
                     gauge("teal_instance_ejected", "1 while the instance is ejected by passive health checking.",
                           labels, instance.ejected ? 1 : 0)
-                    gauge("teal_upstream_connections", "Connections from Teal to the instance, busy (request in flight or connecting) or idle.",
-                          labels + [("state", "busy")], Double(instance.busyConnections))
-                    gauge("teal_upstream_connections", "Connections from Teal to the instance, busy (request in flight or connecting) or idle.",
-                          labels + [("state", "idle")], Double(instance.idleConnections))
+                    for (state, count) in [("busy", instance.busyConnections), ("idle", instance.idleConnections)] {
+                        gauge("teal_upstream_connections", "Connections from Teal to the instance, busy (request in flight or connecting) or idle.",
+                              labels + [("state", state)], Double(count))
+                    }
                 }
             }
         }
@@ -162,6 +162,4 @@ public final class TealMetrics: Sendable {
         return buffer
     }
 
-    /// Every state name a release can be in (`RolloutMachine.State.name`).
-    static let releaseStates = ["smoke-testing", "shifting", "paused", "draining", "promoted", "rolled-back", "aborted"]
 }

@@ -81,29 +81,28 @@ public final class DNSDiscoveryService: Service, Sendable {
     /// out), for a reload to serve them from its first request.
     public func resolveNow(_ routes: [Route]) async -> [String: [PoolColor: [InstanceAddress]]] {
         var answers: [String: [PoolColor: [InstanceAddress]]] = [:]
-        for route in routes {
-            for color in PoolColor.allCases {
-                guard color == .blue || route.green != nil, let dns = route.pool(color).dns,
-                      let found = try? await resolver.resolve(name: dns.name, port: dns.port), !found.isEmpty else { continue }
-                answers[route.name, default: [:]][color] = found
-            }
+        for (route, color, dns) in Self.dnsPools(routes) {
+            guard let found = try? await resolver.resolve(name: dns.name, port: dns.port), !found.isEmpty else { continue }
+            answers[route.name, default: [:]][color] = found
         }
         return answers
     }
 
+    /// The pools of `routes` that follow a DNS name.
+    private static func dnsPools(_ routes: [Route]) -> [(route: Route, color: PoolColor, dns: DNSDiscovery)] {
+        routes.flatMap { route in PoolColor.allCases.compactMap { color in route.pool(color).dns.map { (route, color, $0) } } }
+    }
+
     /// Resolves every DNS pool whose interval has passed (all of them with `force`).
     public func refresh(at now: ContinuousClock.Instant = .now, force: Bool = false) async {
-        for route in controller.routes {
-            for color in PoolColor.allCases {
-                guard color == .blue || route.green != nil, let dns = route.pool(color).dns else { continue }
-                let key = "\(route.name)/\(color)"
-                let isDue = due.withLock { due in
-                    guard force || (due[key] ?? now) <= now else { return false }
-                    due[key] = now + dns.interval
-                    return true
-                }
-                if isDue { await resolve(dns, route: route.name, pool: color, current: route.pool(color).instances) }
+        for (route, color, dns) in Self.dnsPools(controller.routes) {
+            let key = "\(route.name)/\(color)"
+            let isDue = due.withLock { due in
+                guard force || (due[key] ?? now) <= now else { return false }
+                due[key] = now + dns.interval
+                return true
             }
+            if isDue { await resolve(dns, route: route.name, pool: color, current: route.pool(color).instances) }
         }
     }
 

@@ -104,17 +104,16 @@ public final class ReleaseController: Sendable {
                     note = "aborted after a restart: the route's pools no longer match the release (route file edited while Teal was down)"
                 }
             }
-            let now = ContinuousClock.now
-            var machine: RolloutMachine
-            var actions: [RolloutMachine.Action]
-            if let restored = RolloutMachine.restoring(record.spec, from: record.checkpoint, now: now, wallNow: Date()) {
-                (machine, actions) = restored
-            } else {
+            var restored = RolloutMachine.restoring(record.spec, from: record.checkpoint, now: .now, wallNow: Date())
+            if restored == nil {
                 record.checkpoint.phase = .aborted
                 record.checkpoint.abortReason = "stored step \(record.checkpoint.step + 1) is outside the plan"
                 note = "aborted after a restart: its stored step is outside its plan"
-                (machine, actions) = RolloutMachine.restoring(record.spec, from: record.checkpoint, now: now, wallNow: Date()) ?? (RolloutMachine(spec: record.spec), [])
+                restored = RolloutMachine.restoring(record.spec, from: record.checkpoint, now: .now, wallNow: Date())
             }
+            // An ended release always restores.
+            guard let (restoredMachine, actions) = restored else { continue }
+            var machine = restoredMachine
             machine.evaluationInterval = evaluationInterval
             let run = ReleaseRun(machine: machine, controller: self, startedBy: record.startedBy)
             run.record = record
@@ -123,9 +122,10 @@ public final class ReleaseController: Sendable {
                 await self.record(note, route: name, source: "restart")
                 await persist(run)
             }
+            // A release caught draining ends here as promoted: its actions journal and save that.
+            for action in actions { await carryOut(action, for: run, source: "restart") }
             guard !machine.state.isFinal else { continue }
             logger.notice("release restored", metadata: ["route": "\(name)", "state": "\(machine.state.name)", "step": "\(machine.currentStep.map { $0 + 1 } ?? 0)"])
-            for action in actions { await carryOut(action, for: run, source: "restart") }
             run.launch()
         }
     }

@@ -218,8 +218,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
             entry.health = PoolHealth(spec: entry.route.health, blue: green.instances, green: [], keeping: entry.health)
         }
-        let old = oldBlue
-        return state.withLock { state in old.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0, tls: old.tls)] } }
+        return existingUpstreams(route: name, pool: oldBlue)
     }
 
     /// Replaces the instances of a route's pool (DNS discovery): health carries over for the
@@ -237,8 +236,12 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             entry.health = PoolHealth(spec: entry.route.health, blue: entry.route.blue.instances,
                                       green: entry.route.pool(.green).instances, keeping: entry.health)
         }
-        let gone = removed
-        return state.withLock { state in gone.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0, tls: gone.tls)] } }
+        return existingUpstreams(route: name, pool: removed)
+    }
+
+    /// The upstream objects made so far for a pool's instances (for draining them).
+    private func existingUpstreams(route name: String, pool: PoolSpec) -> [Upstream] {
+        state.withLock { state in pool.instances.compactMap { state.upstreams[UpstreamKey(route: name, address: $0, tls: pool.tls)] } }
     }
 
     /// Changes one route: `change` runs on a copy of its state; the result is saved to the store

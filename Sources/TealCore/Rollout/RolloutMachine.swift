@@ -319,7 +319,8 @@ extension RolloutMachine {
     /// What survives a restart of a release: where it is and since when, in wall-clock time (a
     /// `ContinuousClock` instant means nothing to another process). Written at every `persist`.
     public struct Checkpoint: Sendable, Hashable, Codable {
-        public enum Phase: String, Sendable, Hashable, Codable {
+        /// Named as `State.name` names the states (all but idle).
+        public enum Phase: String, Sendable, Hashable, Codable, CaseIterable {
             case smokeTesting = "smoke-testing", shifting, paused, draining, promoted
             case rolledBack = "rolled-back", aborted
         }
@@ -393,11 +394,12 @@ extension RolloutMachine {
     /// A machine continuing a release from its checkpoint, and the actions that pick it up: a
     /// shifting release keeps its step and counts its hold from the persisted step start; a smoke
     /// test starts over; a release that was draining is promoted (the restart ended its old
-    /// connections); ended releases stay ended. Returns `nil` for a checkpoint that does not fit
-    /// the plan (a step beyond it).
+    /// connections); ended releases stay ended. Returns `nil` for a running release whose step
+    /// does not fit the plan (an ended one needs no step, so it always restores).
     public static func restoring(_ spec: ReleaseSpec, from checkpoint: Checkpoint, now: ContinuousClock.Instant,
                                  wallNow: Date) -> (RolloutMachine, [Action])? {
-        guard checkpoint.step >= 0, checkpoint.step < spec.policy.steps.count else { return nil }
+        let running: Set<Checkpoint.Phase> = [.smokeTesting, .shifting, .paused]
+        guard !running.contains(checkpoint.phase) || spec.policy.steps.indices.contains(checkpoint.step) else { return nil }
         var machine = RolloutMachine(spec: spec)
         machine.smokePassed = checkpoint.smokePassed
         machine.pendingStep = checkpoint.step

@@ -1,6 +1,7 @@
-/// Follows a chunked body (RFC 9112 §7.1) byte by byte to find where it ends, without decoding it:
-/// the proxy forwards the chunked bytes as they are. Refuses malformed chunk sizes, extensions
-/// with control characters, and missing CRLFs.
+/// Follows a chunked body (RFC 9112 §7.1) byte by byte to find where it ends. The HTTP/1.1 path
+/// forwards the chunked bytes as they are; the HTTP/2 bridge also takes the chunks' data, which
+/// `consume(_:data:)` reports. Refuses malformed chunk sizes, extensions with control characters,
+/// and missing CRLFs.
 struct ChunkedFramer {
     enum State: Equatable {
         case size(digits: Int)
@@ -25,13 +26,21 @@ struct ChunkedFramer {
 
     /// Consumes bytes of the body from `bytes`; returns how many belong to it (all of them unless
     /// the body ends inside `bytes`).
+    @inline(__always)
     mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Int {
+        try consume(bytes) { _ in }
+    }
+
+    /// `consume(_:)`, also calling `data` with the range of every run of chunk data in `bytes`.
+    @inline(__always)
+    mutating func consume(_ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void) throws(Failure) -> Int {
         var position = 0
         let count = bytes.count
         while position < count {
             switch state {
             case .data:
                 let take = Int(min(remaining, UInt64(count - position)))
+                data(position..<position + take)
                 remaining -= UInt64(take)
                 position += take
                 if remaining == 0 { state = .dataCR }

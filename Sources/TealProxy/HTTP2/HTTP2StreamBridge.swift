@@ -19,7 +19,7 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
     private enum Answer {
         case head
         case length(Int)
-        case chunked(ChunkDecoder)
+        case chunked(ChunkedFramer)
         case untilClose
         case done
     }
@@ -69,7 +69,8 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
         buffer.writeStaticString(" ")
         buffer.writeString(head.uri)
         buffer.writeStaticString(" HTTP/1.1\r\n")
-        for (name, value) in head.headers where !Self.connectionHeaders.contains(name.lowercased()) {
+        // HTTP/2 header names are lowercase (NIOHTTP2 refuses others), so no case folding here.
+        for (name, value) in head.headers where !Self.connectionHeaders.contains(name) {
             buffer.writeString(name)
             buffer.writeStaticString(": ")
             buffer.writeString(value)
@@ -108,7 +109,7 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
                 case .length(let length):
                     answer = .length(Int(length))
                 case .chunked:
-                    answer = .chunked(ChunkDecoder())
+                    answer = .chunked(ChunkedFramer())
                 case .untilClose:
                     answer = .untilClose
                 }
@@ -122,17 +123,30 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
                 } else {
                     answer = .length(remaining - count)
                 }
-            case .chunked(var decoder):
+            case .chunked(var framer):
                 guard bytes.readableBytes > 0 else { break loop }
-                let (data, finished) = decoder.decode(&bytes)
-                if let data, data.readableBytes > 0 { emit(.body(.byteBuffer(data))) }
-                if finished {
+                // The chunks' data, gathered into one body part per write.
+                var data: ByteBuffer?
+                let start = bytes.readerIndex
+                let used = try? bytes.withUnsafeReadableBytes { raw in
+                    try framer.consume(raw) { range in
+                        var slice = bytes.getSlice(at: start + range.lowerBound, length: range.count)!
+                        if data == nil { data = slice } else { data!.writeBuffer(&slice) }
+                    }
+                }
+                guard let used else {
+                    // ProxyHandler checked the instance's framing; this cannot happen. End the stream.
+                    answer = .done
+                    context.close(promise: nil)
+                    break loop
+                }
+                bytes.moveReaderIndex(forwardBy: used)
+                if let data { emit(.body(.byteBuffer(data))) }
+                if framer.isDone {
                     emit(.end(nil))
                     answer = .done
                 } else {
-                    answer = .chunked(decoder)
-                    if bytes.readableBytes > 0 { pending = bytes }
-                    break loop
+                    answer = .chunked(framer)
                 }
             case .untilClose:
                 guard bytes.readableBytes > 0 else { break loop }
@@ -181,61 +195,6 @@ final class HTTP2StreamBridge: ChannelDuplexHandler {
         guard let (head, framing, end) = parsed else { return nil }
         bytes.moveReaderIndex(forwardBy: end)
         return (head, framing)
-    }
-}
-
-/// Decodes a chunked body: the data of every chunk, until the last chunk and its trailers.
-struct ChunkDecoder {
-    private enum State {
-        case size
-        case data(Int)
-        case dataEnd
-        case trailers
-    }
-
-    private var state = State.size
-
-    /// Decodes what it can of `bytes` (consuming it); the data found, and whether the body ended.
-    mutating func decode(_ bytes: inout ByteBuffer) -> (ByteBuffer?, Bool) {
-        var output: ByteBuffer?
-        while bytes.readableBytes > 0 {
-            switch state {
-            case .size:
-                guard let line = Self.line(&bytes) else { return (output, false) }
-                let digits = line.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces)
-                let size = Int(digits, radix: 16) ?? 0
-                state = size == 0 ? .trailers : .data(size)
-            case .data(let remaining):
-                let count = min(remaining, bytes.readableBytes)
-                var slice = bytes.readSlice(length: count)!
-                if output == nil { output = slice } else { output!.writeBuffer(&slice) }
-                state = count == remaining ? .dataEnd : .data(remaining - count)
-            case .dataEnd:
-                guard Self.line(&bytes) != nil else { return (output, false) }
-                state = .size
-            case .trailers:
-                guard let line = Self.line(&bytes) else { return (output, false) }
-                if line.isEmpty { return (output, true) }
-            }
-        }
-        return (output, false)
-    }
-
-    /// A CRLF-terminated line at the front of `bytes` (consumed), or `nil` when incomplete.
-    private static func line(_ bytes: inout ByteBuffer) -> String? {
-        let found = bytes.withUnsafeReadableBytes { raw -> (String, Int)? in
-            var index = 1
-            while index < raw.count {
-                if raw[index] == HTTPBytes.lf && raw[index - 1] == HTTPBytes.cr {
-                    return (String(decoding: raw[0..<index - 1], as: UTF8.self), index + 1)
-                }
-                index += 1
-            }
-            return nil
-        }
-        guard let (text, length) = found else { return nil }
-        bytes.moveReaderIndex(forwardBy: length)
-        return text
     }
 }
 
