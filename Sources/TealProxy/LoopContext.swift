@@ -14,7 +14,7 @@ final class LoopContext: @unchecked Sendable {
     /// The time, refreshed by the sweep every `sweepInterval`; deadlines are set from it so the
     /// request path reads no clock for them.
     private(set) var coarseNow = NIODeadline.now()
-    private var handlers: [ProxyHandler] = []
+    private var handlers: [any DeadlineHolder] = []
     private var sweeper: RepeatedTask?
     static let sweepInterval = TimeAmount.milliseconds(250)
     private let requestIDPrefix: [UInt8]
@@ -50,12 +50,12 @@ final class LoopContext: @unchecked Sendable {
         connections.closeIdle()
     }
 
-    func register(_ handler: ProxyHandler) {
+    func register(_ handler: any DeadlineHolder) {
         handler.registryIndex = handlers.count
         handlers.append(handler)
     }
 
-    func unregister(_ handler: ProxyHandler) {
+    func unregister(_ handler: any DeadlineHolder) {
         let index = handler.registryIndex
         guard index >= 0, index < handlers.count, handlers[index] === handler else { return }
         let last = handlers.removeLast()
@@ -93,6 +93,16 @@ final class LoopContext: @unchecked Sendable {
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[(24 - count)...]))
         }
     }
+}
+
+/// Something on the loop with a deadline the sweep checks: a client request, an HTTP/2 connection.
+protocol DeadlineHolder: AnyObject {
+    /// When the current wait times out (coarse, checked by the loop's sweep).
+    var deadline: NIODeadline { get }
+    /// Position in the loop's list (kept by `LoopContext`).
+    var registryIndex: Int { get set }
+    /// Called by the sweep when `deadline` has passed.
+    func deadlinePassed()
 }
 
 /// Header bytes the proxy adds, rendered once.

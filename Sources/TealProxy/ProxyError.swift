@@ -54,10 +54,13 @@ struct ProxyError: Equatable {
         }
     }
 
+    /// The answer's text body.
+    var body: String { "teal: \(message) (\(name))\n" }
+    static let contentType = "text/plain; charset=utf-8"
+
     /// The whole response, ready to write.
     func response(close: Bool, includeBody: Bool) -> String {
-        let body = "teal: \(message) (\(name))\n"
-        return "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        return "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(Self.contentType)\r\n"
             + "Content-Length: \(body.utf8.count)\r\nX-Teal-Error: \(name)\r\n"
             + (close ? "Connection: close\r\n" : "") + "\r\n" + (includeBody ? body : "")
     }

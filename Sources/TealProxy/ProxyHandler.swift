@@ -5,7 +5,11 @@ import TealCore
 /// routes and picks an instance, forwards the original bytes with the proxy's header edits,
 /// streams bodies both ways with backpressure, answers pipelined requests in order, and tunnels
 /// after a 101. Runs on the client connection's event loop, as do its upstream connections.
-final class ProxyHandler: ChannelDuplexHandler {
+///
+/// An HTTP/2 stream gets one too, outside any pipeline: its `HTTP2ProxyStream` feeds it the
+/// stream's request as HTTP/1.1 bytes and takes its answer as parsed heads and body bytes, so
+/// every stream is routed, split, timed and counted exactly like an HTTP/1.1 request.
+final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -75,14 +79,32 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// The client connection is TLS (`X-Forwarded-Proto: https`).
     private let isTLS: Bool
+    /// The HTTP/2 stream this handler serves, when it serves one (then it has no channel of its
+    /// own, answers one request and ends with it).
+    private let stream: HTTP2ProxyStream?
 
     init(loop: LoopContext, allocator: ByteBufferAllocator, isTLS: Bool = false) {
         self.loop = loop
         self.isTLS = isTLS
+        self.stream = nil
         self.emptyBuffer = allocator.buffer(capacity: 0)
         self.inbound = emptyBuffer
         self.requestHead = allocator.buffer(capacity: 1024)
         self.responseHead = allocator.buffer(capacity: 512)
+    }
+
+    /// A handler for one HTTP/2 stream of a connection from `clientAddress`.
+    init(loop: LoopContext, stream: HTTP2ProxyStream, clientAddress: [UInt8], isTLS: Bool, emptyBuffer: ByteBuffer, allocator: ByteBufferAllocator) {
+        self.loop = loop
+        self.isTLS = isTLS
+        self.stream = stream
+        self.emptyBuffer = emptyBuffer
+        self.inbound = emptyBuffer
+        self.requestHead = allocator.buffer(capacity: 512)
+        self.responseHead = emptyBuffer
+        self.clientAddress = clientAddress
+        activated = true
+        loop.register(self)
     }
 
     // MARK: Channel events
@@ -111,7 +133,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
+        receive(unwrapInboundIn(data))
+    }
+
+    /// Request bytes from the client (for a stream: its request rendered as HTTP/1.1).
+    func receive(_ bytes: ByteBuffer) {
+        var bytes = bytes
         switch state {
         case .tunnel:
             upstream?.write(bytes)
@@ -129,11 +156,23 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        readComplete()
+    }
+
+    /// The end of a burst of client reads: what was written either way goes out.
+    func readComplete() {
         flushUpstream()
         flushToClient()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        clientGone()
+        context.fireChannelInactive()
+    }
+
+    /// The client connection closed, or the stream ended or was reset: drop what is in flight.
+    func clientGone() {
+        guard registryIndex >= 0 || state != .closed else { return }
         let wasTunnel = state == .tunnel
         state = .closed
         loop.unregister(self)
@@ -145,7 +184,6 @@ final class ProxyHandler: ChannelDuplexHandler {
             }
         }
         inbound = emptyBuffer
-        context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -191,9 +229,29 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func resumeReadsIfNeeded() {
-        guard readPending, shouldRead, let context else { return }
-        readPending = false
-        context.read()
+        guard readPending, shouldRead else { return }
+        if let stream {
+            readPending = false
+            stream.resumeReads()
+        } else if let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// For a stream: whether it may take more request body now. When not, the stream holds back
+    /// its flow-control credit until `HTTP2ProxyStream.resumeReads()` is called.
+    func takesMoreRequestBytes() -> Bool {
+        if shouldRead { return true }
+        readPending = true
+        return false
+    }
+
+    /// For a stream: whether the client can take more of the answer (the stream's queue in the
+    /// HTTP/2 handler is short and the connection is writable).
+    func clientWritabilityChanged(_ writable: Bool) {
+        canTakeResponseBytes = writable
+        if writable { upstream?.resumeReads() }
     }
 
     /// Whether the client connection can take more response bytes now (its writability, kept
@@ -278,7 +336,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         exchange.start = .now()
         exchange.isHead = head.isHead
         exchange.isIdempotent = head.isIdempotent
-        exchange.clientKeepAlive = head.isHTTP11 && !head.connectionClose && !quiescing
+        exchange.clientKeepAlive = head.isHTTP11 && !head.connectionClose && !quiescing && stream == nil
         exchange.isHTTP11 = head.isHTTP11
         exchange.wantsUpgrade = head.wantsUpgrade
         exchange.body = BodyTracker(head.framing)
@@ -424,7 +482,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: Responses, called by the upstream connection
 
     func upstreamInterimResponse(_ head: ResponseHead, bytes: ByteBuffer) {
-        guard exchange.isHTTP11 else { return }  // 1xx only go to HTTP/1.1 clients
+        guard exchange.isHTTP11, stream == nil else { return }  // 1xx only go to HTTP/1.1 clients
         writeResponseHead(head, bytes: bytes, close: false)
         writePendingResponseHead()
     }
@@ -441,7 +499,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func upstreamResponseBody(_ bytes: ByteBuffer) {
-        if responseHeadPending && bytes.readableBytes <= Self.maxMergedBody {
+        if let stream {
+            stream.responseBody(bytes)
+        } else if responseHeadPending && bytes.readableBytes <= Self.maxMergedBody {
             var bytes = bytes
             responseHead.writeBuffer(&bytes)
             writePendingResponseHead()
@@ -458,6 +518,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         upstream = nil
         connection.client = nil
         writePendingResponseHead()
+        stream?.responseEnd()
         if reusable && exchange.requestDone { loop.connections.release(connection) } else { connection.close() }
         record(.response(status: exchange.status), clientStatus: exchange.status)
         reportSuccess()
@@ -484,6 +545,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func upstreamTunnelBytes(_ bytes: ByteBuffer) {
+        guard stream == nil else { return }
         context?.write(wrapOutboundOut(bytes), promise: nil)
         clientNeedsFlush = true
     }
@@ -588,6 +650,11 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: Writing to the client
 
     private func writeResponseHead(_ head: ResponseHead, bytes: ByteBuffer, close: Bool) {
+        if let stream {
+            stream.responseHead(head, bytes: bytes)
+            clientNeedsFlush = true
+            return
+        }
         let constants = loop.constantHeaders
         responseHead.clear()
         responseHead.writeBytes(constants.http11)
@@ -609,6 +676,13 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Writes an error answer of Teal's; closes the connection after it when `close`.
     private func respond(_ error: ProxyError, close: Bool) {
+        if let stream {
+            stream.respond(error, includeBody: !exchange.isHead)
+            clientNeedsFlush = true
+            flushToClient()
+            if close { closeClient() }
+            return
+        }
         guard let context else { return }
         let text = error.response(close: close, includeBody: !exchange.isHead)
         var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
@@ -622,9 +696,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func flushToClient() {
         writePendingResponseHead()
-        guard clientNeedsFlush, let context else { return }
+        guard clientNeedsFlush else { return }
         clientNeedsFlush = false
-        context.flush()
+        if let stream { stream.flush() } else { context?.flush() }
     }
 
     private func flushUpstream() {
@@ -634,7 +708,14 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func closeClient() {
-        guard state != .closed, let context else { return }
+        guard state != .closed else { return }
+        if let stream {
+            // The stream's one request is over (or failed): end the stream, then let go.
+            stream.close()
+            clientGone()
+            return
+        }
+        guard let context else { return }
         state = .closed
         inbound = emptyBuffer
         context.close(promise: nil)

@@ -300,8 +300,8 @@ extension ProxyServer {
 }
 
 extension ProxyServer {
-    /// An HTTP/2 connection: each stream gets the HTTP/1 codec, the bridge and its own
-    /// `ProxyHandler`.
+    /// An HTTP/2 connection: NIOHTTP2's connection handler in frame mode, then Teal's
+    /// `HTTP2ProxyConnection`, which proxies each stream without a stream channel.
     static func configureHTTP2(_ channel: any Channel, limits: HTTP2Limits, context: LoopContext, isTLS: Bool) -> EventLoopFuture<Void> {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
@@ -309,45 +309,15 @@ extension ProxyServer {
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderListSize),
             HTTP2Setting(parameter: .initialWindowSize, value: limits.streamWindow),
         ]
-        connection.targetWindowSize = limits.connectionWindow
         var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.targetWindowSize = limits.streamWindow
         stream.streamResetFrameRateLimit.maximumCount = limits.maxResets
         stream.streamResetFrameRateLimit.windowLength = limits.resetWindow
-        do {
-            // Streams answer from their upstreams' reads, each with its own flush: gather the
-            // flushes of one event-loop tick into one TLS write.
-            try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
-        } catch {
-            return channel.eventLoop.makeFailedFuture(error)
-        }
-        return channel.configureHTTP2Pipeline(mode: .server, connectionConfiguration: connection, streamConfiguration: stream) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandlers([
-                    HTTP2FramePayloadToHTTP1ServerCodec(), HTTP2StreamBridge(),
-                    ProxyHandler(loop: context, allocator: stream.allocator, isTLS: isTLS),
-                ])
-            }
-        }.flatMapThrowing { _ in
-            try channel.pipeline.syncOperations.addHandler(HTTP2AbuseCloser())
-        }
-    }
-}
-
-/// Turns the flushes of one event-loop tick into one: the first schedules a flush at the end of
-/// the tick, the others ride on it.
-final class FlushCoalescer: ChannelOutboundHandler {
-    typealias OutboundIn = Any
-    private var scheduled = false
-
-    func flush(context: ChannelHandlerContext) {
-        guard !scheduled else { return }
-        scheduled = true
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let (coalescer, context) = bound.value
-            coalescer.scheduled = false
-            context.flush()
+        let proxy = HTTP2ProxyConnection(loop: context, limits: limits, isTLS: isTLS)
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandlers([
+                NIOHTTP2Handler(mode: .server, frameDelegate: proxy, connectionConfiguration: connection, streamConfiguration: stream),
+                proxy, HTTP2AbuseCloser(),
+            ])
         }
     }
 }
@@ -362,8 +332,7 @@ final class HTTP2AbuseCloser: ChannelInboundHandler {
         switch error {
         case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
              is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
-            // The GOAWAY goes out first: its flush is coalesced to the end of this tick, and the
-            // close is queued after it.
+            // The GOAWAY goes out first (flushed now); the close is queued after it.
             context.flush()
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.eventLoop.execute { bound.value.close(promise: nil) }

@@ -1,5 +1,5 @@
 /// Follows a chunked body (RFC 9112 §7.1) byte by byte to find where it ends. The HTTP/1.1 path
-/// forwards the chunked bytes as they are; the HTTP/2 bridge also takes the chunks' data, which
+/// forwards the chunked bytes as they are; HTTP/2 streams also take the chunks' data, which
 /// `consume(_:data:)` reports. Refuses malformed chunk sizes, extensions with control characters,
 /// and missing CRLFs.
 struct ChunkedFramer {

@@ -1,0 +1,326 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// One HTTP/2 stream of a client connection, proxied without a stream channel: its request
+/// (HEADERS and DATA frames) is rendered as HTTP/1.1 bytes for a `ProxyHandler` of its own, which
+/// routes, splits, retries, times and counts it like any HTTP/1.1 request; the answer comes back
+/// from the handler as a parsed head and body bytes and leaves as HEADERS and DATA frames.
+///
+/// Requests: a body without `content-length` is sent upstream chunked; `cookie` fields are joined
+/// into one line (RFC 9113 §8.2.3); `:authority` becomes `host`. Answers: framing and connection
+/// headers are dropped, names lowercased, chunked bodies decoded, and a body delimited by the
+/// upstream closing ends the stream when the handler says the answer is over.
+///
+/// Flow control: the client's DATA is credited back (WINDOW_UPDATE) as the handler takes it; while
+/// the upstream cannot take more, credit is held, so the client stops within its stream window.
+/// Answer bytes queued in the HTTP/2 handler (the client's window is shut, or the connection is
+/// not writable) stop the upstream's reads above `queueHigh` bytes.
+final class HTTP2ProxyStream {
+    let id: HTTP2StreamID
+    private unowned let connection: HTTP2ProxyConnection
+    /// Set right after creation; dropped when the stream is gone (the handler may outlive it
+    /// briefly, in a pending connect).
+    var proxy: ProxyHandler?
+
+    // Request side
+    private var chunkedRequest = false
+    private(set) var requestEnded = false
+    /// Flow-controlled bytes taken from the client and not yet credited back.
+    private var uncredited = 0
+    private var holdingCredit = false
+
+    // Answer side
+    private enum Answer {
+        case head
+        case length(Int)
+        case chunked(ChunkedFramer)
+        case untilClose
+        case done
+    }
+    private var answer = Answer.head
+    /// DATA bytes written to the HTTP/2 handler and not yet encoded by it.
+    private(set) var queuedBytes = 0
+    private var queueFull = false
+    static let queueHigh = 256 * 1024
+    static let queueLow = 64 * 1024
+    private var finished = false
+
+    init(id: HTTP2StreamID, connection: HTTP2ProxyConnection) {
+        self.id = id
+        self.connection = connection
+    }
+
+    var answerComplete: Bool {
+        if case .done = answer { return true }
+        return false
+    }
+
+    // MARK: Request: frames in, HTTP/1.1 bytes to the handler
+
+    /// The request's HEADERS: renders the HTTP/1.1 head and hands it to the handler.
+    func start(_ headers: HPACKHeaders, endStream: Bool, allocator: ByteBufferAllocator) {
+        var head = allocator.buffer(capacity: 512)
+        chunkedRequest = Self.renderRequestHead(headers, endStream: endStream, into: &head)
+        requestEnded = endStream
+        proxy?.receive(head)
+    }
+
+    /// A DATA frame of the request; `flowControlled` is its size for flow control (with padding).
+    func receiveData(_ data: ByteBuffer, endStream: Bool, flowControlled: Int) {
+        if let proxy, !finished {
+            if chunkedRequest {
+                var chunk = ByteBuffer()
+                if data.readableBytes > 0 {
+                    chunk.reserveCapacity(data.readableBytes + 16)
+                    chunk.writeString(String(data.readableBytes, radix: 16))
+                    chunk.writeStaticString("\r\n")
+                    chunk.writeImmutableBuffer(data)
+                    chunk.writeStaticString("\r\n")
+                }
+                if endStream { chunk.writeStaticString("0\r\n\r\n") }
+                proxy.receive(chunk)
+            } else if data.readableBytes > 0 {
+                proxy.receive(data)
+            }
+        }
+        if endStream { requestEnded = true }
+        uncredited += flowControlled
+        if finished || endStream {
+            // Nothing more comes on this stream: only the connection's window needs the bytes back.
+            connection.credit(stream: nil, bytes: uncredited)
+            uncredited = 0
+        } else if proxy?.takesMoreRequestBytes() ?? true {
+            if uncredited >= connection.streamCreditThreshold { creditBack() }
+        } else {
+            holdingCredit = true
+        }
+    }
+
+    /// Trailing HEADERS of the request: they end it (trailer fields are not forwarded).
+    func receiveTrailers(endStream: Bool) {
+        guard endStream, !requestEnded else { return }
+        receiveData(ByteBuffer(), endStream: true, flowControlled: 0)
+    }
+
+    /// The handler can take request bytes again: give the held credit back.
+    func resumeReads() {
+        guard holdingCredit else { return }
+        holdingCredit = false
+        creditBack()
+    }
+
+    private func creditBack() {
+        guard uncredited > 0 else { return }
+        connection.credit(stream: id, bytes: uncredited)
+        uncredited = 0
+    }
+
+    /// Renders an HTTP/2 request head as an HTTP/1.1 head; returns whether the body goes chunked
+    /// (it follows, and no `content-length` gives its size). The header block was validated by
+    /// NIOHTTP2 (pseudo-header fields first and once, lowercase names, no connection-specific
+    /// fields); the proxy handler parses the result with the HTTP/1.1 rules and refuses what they
+    /// refuse.
+    static func renderRequestHead(_ headers: HPACKHeaders, endStream: Bool, into buffer: inout ByteBuffer) -> Bool {
+        var method = "", path = "", authority: String?
+        for (name, value, _) in headers {
+            guard name.utf8.first == UInt8(ascii: ":") else { break }
+            switch name {
+            case ":method": method = value
+            case ":path": path = value
+            case ":authority": authority = value
+            default: break
+            }
+        }
+        buffer.writeString(method)
+        buffer.writeStaticString(" ")
+        buffer.writeString(path.isEmpty ? (authority ?? "") : path)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        if let authority {
+            buffer.writeStaticString("host: ")
+            buffer.writeString(authority)
+            buffer.writeStaticString("\r\n")
+        }
+        var hasLength = false
+        var cookies = 0
+        for (name, value, _) in headers where name.utf8.first != UInt8(ascii: ":") {
+            switch name {
+            case "host" where authority != nil, "te":
+                continue
+            case "cookie":
+                cookies += 1
+                continue
+            case "content-length":
+                hasLength = true
+            default:
+                break
+            }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        if cookies > 0 {
+            buffer.writeStaticString("cookie: ")
+            var first = true
+            for (name, value, _) in headers where name == "cookie" {
+                if !first { buffer.writeStaticString("; ") }
+                first = false
+                buffer.writeString(value)
+            }
+            buffer.writeStaticString("\r\n")
+        }
+        let chunked = !endStream && !hasLength
+        if chunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        buffer.writeStaticString("\r\n")
+        return chunked
+    }
+
+    // MARK: Answer: parsed head and body bytes from the handler, frames out
+
+    /// The upstream's answer head (already checked by the data plane's parser).
+    func responseHead(_ head: ResponseHead, bytes: ByteBuffer) {
+        let headers = Self.responseHeaders(head, bytes: bytes)
+        var endStream = false
+        switch head.framing {
+        case .none, .length(0):
+            answer = .done
+            endStream = true
+        case .length(let length):
+            answer = .length(Int(length))
+        case .chunked:
+            answer = .chunked(ChunkedFramer())
+        case .untilClose:
+            answer = .untilClose
+        }
+        connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: endStream))))
+    }
+
+    /// The HTTP/2 header block for an HTTP/1.1 answer head: `:status`, then every field the
+    /// proxy forwards except message framing, with names lowercased.
+    static func responseHeaders(_ head: ResponseHead, bytes: ByteBuffer) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        headers.reserveCapacity(12)
+        headers.add(name: ":status", value: String(head.status))
+        bytes.withUnsafeReadableBytes { raw in
+            head.headers.forEach(raw) { index, name, value in
+                guard !head.headers.isDropped(line: index),
+                      !(name.count == 17 && HTTPBytes.equalsIgnoringCase(raw, name, "transfer-encoding")) else { return }
+                let lowered = String(unsafeUninitializedCapacity: name.count) { out in
+                    for (offset, position) in name.enumerated() { out[offset] = HTTPBytes.lower(raw[position]) }
+                    return name.count
+                }
+                headers.add(name: lowered, value: String(decoding: raw[value], as: UTF8.self))
+            }
+        }
+        return headers
+    }
+
+    /// Answer body bytes as the upstream sent them (still chunk-framed when chunked).
+    func responseBody(_ bytes: ByteBuffer) {
+        switch answer {
+        case .length(let remaining):
+            let count = min(remaining, bytes.readableBytes)
+            answer = count == remaining ? .done : .length(remaining - count)
+            writeData(bytes.getSlice(at: bytes.readerIndex, length: count)!, endStream: count == remaining)
+        case .chunked(var framer):
+            var data: ByteBuffer?
+            let start = bytes.readerIndex
+            let used = try? bytes.withUnsafeReadableBytes { raw in
+                try framer.consume(raw) { range in
+                    var slice = bytes.getSlice(at: start + range.lowerBound, length: range.count)!
+                    if data == nil { data = slice } else { data!.writeBuffer(&slice) }
+                }
+            }
+            guard used != nil else {
+                // The upstream connection checked this framing already; should it differ, cut the
+                // answer off rather than guess.
+                answer = .head
+                return
+            }
+            answer = framer.isDone ? .done : .chunked(framer)
+            if data != nil || framer.isDone { writeData(data ?? ByteBuffer(), endStream: framer.isDone) }
+        case .untilClose:
+            writeData(bytes, endStream: false)
+        case .head, .done:
+            break
+        }
+    }
+
+    /// The handler has the whole answer: end the stream if its framing did not already.
+    func responseEnd() {
+        guard case .untilClose = answer else { return }
+        answer = .done
+        writeData(ByteBuffer(), endStream: true)
+    }
+
+    /// An error answer of Teal's.
+    func respond(_ error: ProxyError, includeBody: Bool) {
+        guard case .head = answer else { return }
+        let body = error.body
+        let headers: HPACKHeaders = [
+            ":status": String(error.status), "content-type": ProxyError.contentType,
+            "content-length": String(body.utf8.count), "x-teal-error": error.name,
+        ]
+        answer = .done
+        connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: !includeBody))))
+        if includeBody { writeData(ByteBuffer(string: body), endStream: true) }
+    }
+
+    private func writeData(_ data: ByteBuffer, endStream: Bool) {
+        queuedBytes += data.readableBytes
+        connection.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(data), endStream: endStream))))
+        if !queueFull && queuedBytes > Self.queueHigh {
+            queueFull = true
+            updateWritability()
+        }
+    }
+
+    /// The HTTP/2 handler encoded `count` DATA bytes of this stream (sent them on).
+    func sent(_ count: Int) {
+        queuedBytes -= count
+        if queueFull && queuedBytes <= Self.queueLow {
+            queueFull = false
+            updateWritability()
+        }
+    }
+
+    func updateWritability() {
+        proxy?.clientWritabilityChanged(connection.isWritable && !queueFull)
+    }
+
+    func flush() {
+        connection.flush()
+    }
+
+    // MARK: End
+
+    /// The handler is done with the stream: a cut-off answer resets it; an answer given before the
+    /// request body ended stops the upload (RST_STREAM NO_ERROR, RFC 9113 §8.1).
+    func close() {
+        guard !finished else { return }
+        finished = true
+        proxy = nil
+        if !answerComplete {
+            connection.reset(id, .internalError)
+        } else if !requestEnded {
+            connection.reset(id, .noError)
+        }
+        if uncredited > 0 {
+            connection.credit(stream: nil, bytes: uncredited)
+            uncredited = 0
+        }
+        connection.flush()
+    }
+
+    /// NIOHTTP2 closed the stream: a reset either way, the connection gone, or both sides ended.
+    /// NIOHTTP2 says so from inside the write of the last frame, so an answer that is complete is
+    /// left to the handler to finish (count it, give its upstream connection back); otherwise the
+    /// handler drops what is in flight.
+    func closed() {
+        guard let proxy, !answerComplete else { return }
+        finished = true
+        self.proxy = nil
+        proxy.clientGone()
+    }
+}

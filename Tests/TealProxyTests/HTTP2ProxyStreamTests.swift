@@ -1,0 +1,120 @@
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import Testing
+@testable import TealProxy
+
+@Suite("HTTP/2 streams without stream channels")
+struct HTTP2ProxyStreamTests {
+    func render(_ headers: HPACKHeaders, endStream: Bool) -> (String, Bool) {
+        var buffer = ByteBuffer()
+        let chunked = HTTP2ProxyStream.renderRequestHead(headers, endStream: endStream, into: &buffer)
+        return (String(buffer: buffer), chunked)
+    }
+
+    @Test("request heads: :authority becomes host, cookies are joined, te goes, a body without content-length goes chunked")
+    func requestHeads() {
+        let upload: HPACKHeaders = [":method": "POST", ":scheme": "https", ":authority": "shop.test", ":path": "/upload?x=1",
+                                    "host": "other.test", "te": "trailers", "cookie": "a=1", "x-a": "1", "cookie": "b=2"]
+        let (text, chunked) = render(upload, endStream: false)
+        #expect(text == "POST /upload?x=1 HTTP/1.1\r\nhost: shop.test\r\nx-a: 1\r\ncookie: a=1; b=2\r\ntransfer-encoding: chunked\r\n\r\n")
+        #expect(chunked)
+
+        let get: HPACKHeaders = [":method": "GET", ":scheme": "https", ":authority": "shop.test", ":path": "/"]
+        #expect(render(get, endStream: true) == ("GET / HTTP/1.1\r\nhost: shop.test\r\n\r\n", false))
+
+        let sized: HPACKHeaders = [":method": "PUT", ":scheme": "https", ":path": "/x", "host": "shop.test", "content-length": "3"]
+        #expect(render(sized, endStream: false) == ("PUT /x HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 3\r\n\r\n", false))
+    }
+
+    func responseHead(_ text: String, isHead: Bool = false) throws -> (ResponseHead, ByteBuffer) {
+        let bytes = ByteBuffer(string: text)
+        let head = try bytes.withUnsafeReadableBytes { raw in
+            try ResponseHead.parse(raw, headEnd: HTTPBytes.findHeadEnd(raw, from: 0)!, requestIsHead: isHead)
+        }
+        return (head, bytes)
+    }
+
+    @Test("answer heads: :status first, names lowercased, framing and connection fields dropped")
+    func answerHeads() throws {
+        let (head, bytes) = try responseHead("HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nConnection: keep-alive, X-Hop\r\n"
+            + "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n")
+        let headers = HTTP2ProxyStream.responseHeaders(head, bytes: bytes)
+        #expect(headers.map { "\($0.name)=\($0.value)" } == [":status=201", "content-type=text/plain", "set-cookie=a=1", "set-cookie=b=2"])
+    }
+
+    /// A connection handler in an embedded channel, with one stream whose answers are read back
+    /// as frames.
+    func connection() throws -> (EmbeddedChannel, HTTP2ProxyStream) {
+        let loop = EmbeddedEventLoop()
+        let context = LoopContext(index: 0, eventLoop: loop, configuration: ProxyConfiguration(), snapshot: .empty, healthReporter: nil)
+        let handler = HTTP2ProxyConnection(loop: context, limits: HTTP2Limits(), isTLS: true)
+        let channel = EmbeddedChannel(handler: handler, loop: loop)
+        return (channel, HTTP2ProxyStream(id: HTTP2StreamID(1), connection: handler))
+    }
+
+    func frames(_ channel: EmbeddedChannel) throws -> [String] {
+        channel.flush()
+        var out: [String] = []
+        while let frame = try channel.readOutbound(as: HTTP2Frame.self) {
+            switch frame.payload {
+            case .headers(let headers):
+                out.append("headers \(headers.headers[":status"].first ?? "") end=\(headers.endStream)")
+            case .data(let data):
+                guard case .byteBuffer(let bytes) = data.data else { continue }
+                out.append("data \(String(buffer: bytes)) end=\(data.endStream)")
+            case .rstStream(let code):
+                out.append("reset \(code)")
+            default:
+                out.append("other")
+            }
+        }
+        return out
+    }
+
+    @Test("answer bodies: chunked decoded across reads, sized bodies end the stream, close-delimited ones end at the handler's word")
+    func answerBodies() throws {
+        let (channel, stream) = try connection()
+        let (chunkedHead, chunkedBytes) = try responseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        stream.responseHead(chunkedHead, bytes: chunkedBytes)
+        stream.responseBody(ByteBuffer(string: "5\r\nhel"))
+        stream.responseBody(ByteBuffer(string: "lo\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"))
+        #expect(try frames(channel) == ["headers 200 end=false", "data hel end=false", "data loabc end=true"])
+        #expect(stream.answerComplete)
+
+        let (sizedChannel, sized) = try connection()
+        let (sizedHead, sizedBytes) = try responseHead("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        sized.responseHead(sizedHead, bytes: sizedBytes)
+        sized.responseBody(ByteBuffer(string: "abc"))
+        sized.responseBody(ByteBuffer(string: "de"))
+        #expect(try frames(sizedChannel) == ["headers 200 end=false", "data abc end=false", "data de end=true"])
+
+        let (closeChannel, untilClose) = try connection()
+        let (closeHead, closeBytes) = try responseHead("HTTP/1.1 200 OK\r\n\r\n")
+        untilClose.responseHead(closeHead, bytes: closeBytes)
+        untilClose.responseBody(ByteBuffer(string: "partial"))
+        untilClose.responseEnd()
+        #expect(try frames(closeChannel) == ["headers 200 end=false", "data partial end=false", "data  end=true"])
+
+        let (headChannel, headStream) = try connection()
+        let (head, headBytes) = try responseHead("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", isHead: true)
+        headStream.responseHead(head, bytes: headBytes)
+        #expect(try frames(headChannel) == ["headers 200 end=true"])
+    }
+
+    @Test("a cut-off answer resets the stream; Teal's own error answers are HEADERS and DATA")
+    func resetsAndErrors() throws {
+        let (channel, stream) = try connection()
+        let (head, bytes) = try responseHead("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
+        stream.responseHead(head, bytes: bytes)
+        stream.responseBody(ByteBuffer(string: "abc"))
+        stream.close()
+        #expect(try frames(channel) == ["headers 200 end=false", "data abc end=false", "reset HTTP2ErrorCode<0x2 Internal Error>"])
+
+        let (errorChannel, failing) = try connection()
+        failing.respond(.noRoute, includeBody: true)
+        failing.close()
+        #expect(try frames(errorChannel) == ["headers 404 end=false", "data teal: no route matched this request (no-route)\n end=true", "reset HTTP2ErrorCode<0x0 No Error>"])
+    }
+}
