@@ -18,8 +18,12 @@ public struct ProxyConfiguration: Sendable {
     public var clientIdleTimeout: TimeAmount = .seconds(60)
     /// Most client connections open at once; new ones beyond are closed at accept.
     public var maxConnections = 10_000
-    /// Idle upstream connections kept per instance and event loop.
-    public var maxIdlePerInstance = 64
+    /// Idle upstream connections kept per instance and event loop. High, because each
+    /// concurrent request needs a connection of its own (HTTP/1.1 upstream) and a few HTTP/2
+    /// clients can have hundreds of streams in flight: a low cap closes connections after every
+    /// burst only to open them again for the next (64 here cost HTTP/2 a third of its
+    /// throughput in `benchmarks/tls.sh`). Idle ones still close after `upstreamIdleTimeout`.
+    public var maxIdlePerInstance = 1024
     /// How long an idle upstream connection is kept. Shorter than common upstream keep-alive
     /// timeouts (Node.js: 5 s) so Teal closes first and rarely writes to a connection the
     /// upstream is closing.

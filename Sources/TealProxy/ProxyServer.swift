@@ -316,28 +316,8 @@ extension ProxyServer {
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandlers([
                 NIOHTTP2Handler(mode: .server, frameDelegate: proxy, connectionConfiguration: connection, streamConfiguration: stream),
-                proxy, HTTP2AbuseCloser(),
+                proxy,
             ])
-        }
-    }
-}
-
-/// Closes an HTTP/2 connection whose client NIOHTTP2 caught abusing it — a rapid-reset flood
-/// (CVE-2023-44487), floods of control or empty frames, too many stream errors or glitches —
-/// right after the GOAWAY, instead of letting it linger.
-final class HTTP2AbuseCloser: ChannelInboundHandler {
-    typealias InboundIn = Any
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
-             is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
-            // The GOAWAY goes out first (flushed now); the close is queued after it.
-            context.flush()
-            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.execute { bound.value.close(promise: nil) }
-        default:
-            context.fireErrorCaught(error)
         }
     }
 }

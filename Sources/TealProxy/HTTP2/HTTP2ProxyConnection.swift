@@ -6,8 +6,8 @@ import NIOHTTP2
 /// validates and encodes frames, keeps the streams' states and enforces the limits): each stream
 /// is an `HTTP2ProxyStream` with its own `ProxyHandler`, with no child channel or pipeline per
 /// stream. Besides, it gives flow-control credit back (the handler leaves that to its user),
-/// gathers the flushes of one event-loop tick into one write, closes a connection left idle, and
-/// on quiescing sends GOAWAY and closes once the streams in flight are answered.
+/// gathers the flushes of one event-loop tick into one write, closes a connection left idle or
+/// abused, and on quiescing sends GOAWAY and closes once the streams in flight are answered.
 final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, DeadlineHolder {
     typealias InboundIn = HTTP2Frame
     typealias OutboundIn = HTTP2Frame
@@ -115,8 +115,26 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
             }
         case is ChannelShouldQuiesceEvent:
             goAway()
+        case is NIOHTTP2StreamCreatedEvent, is NIOHTTP2WindowUpdatedEvent, is NIOHTTP2BulkStreamWindowChangeEvent:
+            break  // several per stream; nothing after this handler needs them
         default:
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// A client NIOHTTP2 caught abusing the connection — a rapid-reset flood (CVE-2023-44487),
+    /// floods of control or empty frames, too many stream errors or glitches — is closed right
+    /// after the GOAWAY instead of being left to linger.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
+             is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
+            // The GOAWAY goes out first (flushed now); the close is queued after it.
+            context.flush()
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.close(promise: nil) }
+        default:
+            context.fireErrorCaught(error)
         }
     }
 
