@@ -119,6 +119,20 @@ final class ServedRouter: @unchecked Sendable {
     }
 
     /// The journal of `shop`.
+    /// Waits (up to 10 s, then fails) until a request is with an instance: a busy upstream connection in
+    /// `/metrics`. Fixed sleeps are too short when the machine is loaded.
+    func waitUntilRequestInFlight() async throws {
+        for _ in 0..<200 {
+            let metrics = try await curl(["-s", "http://127.0.0.1:\(adminPort)/metrics"])
+            let busy = metrics.output.split(separator: "\n").contains {
+                $0.hasPrefix("teal_upstream_connections{") && $0.contains("state=\"busy\"") && !$0.hasSuffix(" 0") && !$0.hasSuffix(" 0.0")
+            }
+            if busy { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TealProcess.Failure("no request reached an instance within 10 s")
+    }
+
     func events() async throws -> [EventView] {
         try await AdminClient(address: "127.0.0.1:\(adminPort)", token: nil).send("GET", "/v1/events?route=shop")
     }

@@ -79,7 +79,7 @@ struct HTTP2Tests {
         try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["slow"]) { router in
             let url = "http://127.0.0.1:\(router.proxyPort)/"
             let inFlight = Task { try await curl(["-sS", "--http2-prior-knowledge", "-w", " %{http_version}", url]) }
-            try await Task.sleep(for: .milliseconds(400))
+            try await router.waitUntilRequestInFlight()
             router.server.send(SIGTERM)
             try await Task.sleep(for: .milliseconds(300))
             #expect(!TealProcess.canConnect(port: router.proxyPort), "still accepting after SIGTERM")
@@ -88,6 +88,81 @@ struct HTTP2Tests {
             #expect(await router.server.waitForExit(timeout: .seconds(10)) == 0, "\(router.server.log)")
         }
     }
+
+    @Test("a client that stops giving window: the instance's reads pause and Teal's memory stays flat; reading resumes when the window opens")
+    func stalledReader() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-stall-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let script = directory.appendingPathComponent("stall.py")
+            try Self.stalledReader.write(to: script, atomically: true, encoding: .utf8)
+            let before = Self.residentBytes(router.server.pid)
+            // The client asks for 300 MB, takes the 64 KiB its window allows, then holds the
+            // window shut for 2 s (when it prints "stalled", Teal's memory is sampled), then
+            // opens it and reads another 4 MB.
+            let client = Task { try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(router.proxyPort), "300000000"]) }
+            var stalledGrowth = -1
+            for _ in 0..<100 {
+                try await Task.sleep(for: .milliseconds(50))
+                if FileManager.default.fileExists(atPath: script.path + ".stalled") {
+                    stalledGrowth = Self.residentBytes(router.server.pid) - before
+                    break
+                }
+            }
+            let result = try await client.value
+            #expect(result.output.contains("held=65535") && result.output.contains("resumed=True"), "\(result.output)")
+            #expect(stalledGrowth >= 0 && stalledGrowth < 48 << 20, "Teal grew by \(stalledGrowth >> 20) MiB while the client held its window shut")
+        }
+    }
+
+    /// VmRSS of a process, in bytes.
+    static func residentBytes(_ pid: Int32) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+
+    static let stalledReader = """
+        import socket, struct, sys, time
+        port, size = int(sys.argv[1]), sys.argv[2].encode()
+        s = socket.create_connection(("127.0.0.1", port))
+        def frame(kind, flags, stream, payload=b""):
+            return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+        def literal(name, value):
+            return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+        block = bytes([0x82, 0x86, 0x84]) + literal(b":authority", b"shop.test") + literal(b"x-response-bytes", size)
+        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0) + frame(1, 0x5, 1, block))
+        buffer, data, status = b"", 0, None
+        def pump(until, wanted):
+            global buffer, data
+            s.settimeout(0.2)
+            while time.time() < until and data < wanted:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    break
+                buffer += chunk
+                while len(buffer) >= 9:
+                    length = int.from_bytes(buffer[:3], "big")
+                    if len(buffer) < 9 + length:
+                        break
+                    kind, flags = buffer[3], buffer[4]
+                    if kind == 0 and int.from_bytes(buffer[5:9], "big") == 1:
+                        data += length
+                    if kind == 4 and not flags & 1:
+                        s.sendall(frame(4, 1, 0))
+                    buffer = buffer[9 + length:]
+        pump(time.time() + 2, 10**12)
+        held = data
+        open(sys.argv[0] + ".stalled", "w").close()
+        time.sleep(1)
+        s.sendall(frame(8, 0, 0, struct.pack(">I", 64 << 20)) + frame(8, 0, 1, struct.pack(">I", 64 << 20)))
+        pump(time.time() + 10, held + (4 << 20))
+        print(f"held={held} resumed={data >= held + (4 << 20)}")
+        """
 
     @Test("teal serve --h2c: cleartext HTTP/2 with prior knowledge and HTTP/1.1 on the same plain port")
     func cleartext() async throws {

@@ -134,7 +134,7 @@ struct ReloadTests {
     func gracefulDrain() async throws {
         try await ServedRouter.with(blue: ["slow"]) { router in
             let inFlight = Task { try await router.request() }
-            try await Task.sleep(for: .milliseconds(400))
+            try await router.waitUntilRequestInFlight()
             let signalled = ContinuousClock.now
             router.server.send(SIGTERM)
             try await Task.sleep(for: .milliseconds(300))
@@ -146,7 +146,7 @@ struct ReloadTests {
         }
         try await ServedRouter.with(extraArguments: ["--drain-timeout", "300ms"], blue: ["slow"]) { router in
             let inFlight = Task { try? await router.request() }
-            try await Task.sleep(for: .milliseconds(300))
+            try await router.waitUntilRequestInFlight()
             let signalled = ContinuousClock.now
             router.server.send(SIGTERM)
             let status = await router.server.waitForExit(timeout: .seconds(10))

@@ -82,6 +82,15 @@ public struct TestCertificates: Sendable {
     }
 }
 
+/// Reads a pipe to its end on a Dispatch thread: a blocking read on a task would hold one of the
+/// few cooperative threads (two on a two-core machine) for as long as the process runs, and two
+/// such reads starve every other task of the test.
+public func readToEnd(_ pipe: Pipe) async -> Data {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: pipe.fileHandleForReading.readDataToEndOfFile()) }
+    }
+}
+
 /// Runs curl (the system's) with `arguments`; its exit status, standard output and standard error.
 public func curl(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> (status: Int32, output: String, error: String) {
     let process = Process()
@@ -91,8 +100,8 @@ public func curl(_ arguments: [String], timeout: Duration = .seconds(20)) async 
     process.standardOutput = output
     process.standardError = error
     try process.run()
-    async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
-    async let err = Task.detached { error.fileHandleForReading.readDataToEndOfFile() }.value
+    async let out = readToEnd(output)
+    async let err = readToEnd(error)
     let (outData, errData) = await (out, err)
     let deadline = ContinuousClock.now + timeout
     while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }

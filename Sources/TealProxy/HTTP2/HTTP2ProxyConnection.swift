@@ -111,7 +111,7 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
             guard let stream = streams.removeValue(forKey: closed.streamID) else { return }
             stream.closed()
             if streams.isEmpty {
-                if goingAway { context.close(promise: nil) } else { armIdleDeadline() }
+                if goingAway { closeAfterFlush(context) } else { armIdleDeadline() }
             }
         case is ChannelShouldQuiesceEvent:
             goAway()
@@ -198,6 +198,16 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     }
 
     // MARK: Idle and draining
+
+    /// Closes at the end of this tick, after flushing: NIOHTTP2 reports a stream closed from
+    /// inside the write of its last frame, before anyone flushed it.
+    private func closeAfterFlush(_ context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            bound.value.flush()
+            bound.value.close(promise: nil)
+        }
+    }
 
     private func armIdleDeadline() {
         deadline = loop.coarseNow + loop.configuration.clientIdleTimeout
