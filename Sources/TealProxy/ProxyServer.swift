@@ -304,6 +304,9 @@ extension ProxyServer {
     /// `HTTP2ProxyConnection`, which proxies each stream without a stream channel.
     static func configureHTTP2(_ channel: any Channel, limits: HTTP2Limits, context: LoopContext, isTLS: Bool) -> EventLoopFuture<Void> {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        // Request heads are checked by HTTP2ProxyStream.renderRequestHead (cheaper); answer heads
+        // come from the data plane's HTTP/1.1 parser, lowercased, without framing fields.
+        connection.headerBlockValidation = .disabled
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderListSize),

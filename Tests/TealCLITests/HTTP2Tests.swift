@@ -116,6 +116,51 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("a malformed request head (a CR LF in a field value) gets RST_STREAM PROTOCOL_ERROR; the connection goes on serving")
+    func malformedHead() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let script = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-malformed-\(UUID().uuidString).py")
+            try Self.malformedHeadClient.write(to: script, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: script) }
+            let result = try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(router.proxyPort)])
+            #expect(result.output.contains("reset 1 1") && result.output.contains("status 3 200"), "\(result.output)")
+        }
+    }
+
+    static let malformedHeadClient = """
+        import socket, struct, sys, time
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        def frame(kind, flags, stream, payload=b""):
+            return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+        def literal(name, value):
+            return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+        base = bytes([0x82, 0x86, 0x84]) + literal(b":authority", b"shop.test")
+        bad = base + literal(b"x-a", b"1\\r\\nx-injected: 1")
+        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0) + frame(1, 0x5, 1, bad) + frame(1, 0x5, 3, base))
+        buffer, seen, until = b"", [], time.time() + 10
+        s.settimeout(0.5)
+        while time.time() < until and not any(line.startswith("status 3") for line in seen):
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            buffer += chunk
+            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                length, kind, stream = int.from_bytes(buffer[:3], "big"), buffer[3], int.from_bytes(buffer[5:9], "big")
+                payload = buffer[9:9 + length]
+                if kind == 3:
+                    seen.append(f"reset {stream} {int.from_bytes(payload, 'big')}")
+                if kind == 1:
+                    # HEADERS: the first byte is :status from the static table (0x88 is 200).
+                    seen.append(f"status {stream} {200 if payload[:1] == bytes([0x88]) else payload[:1].hex()}")
+                if kind == 4 and not buffer[4] & 1:
+                    s.sendall(frame(4, 1, 0))
+                buffer = buffer[9 + length:]
+        print(" ".join(seen))
+        """
+
     /// VmRSS of a process, in bytes.
     static func residentBytes(_ pid: Int32) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""

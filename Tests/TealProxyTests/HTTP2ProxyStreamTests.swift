@@ -9,8 +9,42 @@ import Testing
 struct HTTP2ProxyStreamTests {
     func render(_ headers: HPACKHeaders, endStream: Bool) -> (String, Bool) {
         var buffer = ByteBuffer()
-        let chunked = HTTP2ProxyStream.renderRequestHead(headers, endStream: endStream, into: &buffer)
+        let chunked = (try? HTTP2ProxyStream.renderRequestHead(headers, endStream: endStream, into: &buffer)) ?? false
         return (String(buffer: buffer), chunked)
+    }
+
+    func problem(_ headers: HPACKHeaders) -> String? {
+        var buffer = ByteBuffer()
+        do {
+            _ = try HTTP2ProxyStream.renderRequestHead(headers, endStream: true, into: &buffer)
+            return nil
+        } catch {
+            return error.reason
+        }
+    }
+
+    @Test("malformed request heads (RFC 9113 §8.2-8.3) are refused before anything is rendered: no line can be split or smuggled")
+    func malformedRequests() {
+        let base: [(String, String)] = [(":method", "GET"), (":scheme", "https"), (":authority", "shop.test"), (":path", "/")]
+        func with(_ extra: [(String, String)], replacing: [String: String] = [:]) -> HPACKHeaders {
+            HPACKHeaders(base.map { ($0.0, replacing[$0.0] ?? $0.1) } + extra)
+        }
+        #expect(problem(with([("x-a", "1")])) == nil)
+        #expect(problem(with([("X-Upper", "1")])) == "field name X-Upper is not a lowercase token")
+        #expect(problem(with([("x-a", "1\r\nx-injected: 1")])) == "field x-a has a value with NUL, CR, LF or surrounding blanks")
+        #expect(problem(with([("x-a", " padded")])) != nil)
+        #expect(problem(with([], replacing: [":path": "/ HTTP/1.1\r\nhost: evil\r\n\r\nGET /"])) == ":path has a character a request line cannot carry")
+        #expect(problem(with([], replacing: [":authority": "shop.test\r\nx-injected: 1"])) != nil)
+        #expect(problem(with([], replacing: [":method": "G T"])) != nil)
+        #expect(problem(with([("connection", "close")])) == "connection-specific field connection")
+        #expect(problem(with([("transfer-encoding", "chunked")])) == "connection-specific field transfer-encoding")
+        #expect(problem(with([("te", "gzip")])) == "te other than trailers")
+        #expect(problem(with([("x-a", "1"), (":path", "/other")])) == "pseudo-header field :path after a regular field")
+        #expect(problem(with([(":path", "/again")])) == ":path given twice")
+        #expect(problem(with([(":protocol", "websocket")])) == "unknown pseudo-header field :protocol")
+        #expect(problem(HPACKHeaders([(":method", "GET"), (":path", "/")])) == "no :scheme or :path")
+        #expect(problem(HPACKHeaders([(":method", "CONNECT"), (":authority", "a:443")])) == nil)
+        #expect(problem(HPACKHeaders([(":method", "CONNECT"), (":authority", "a:443"), (":path", "/")])) == "CONNECT needs :authority only")
     }
 
     @Test("request heads: :authority becomes host, cookies are joined, te goes, a body without content-length goes chunked")
