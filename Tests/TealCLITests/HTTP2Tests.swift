@@ -127,37 +127,17 @@ struct HTTP2Tests {
         }
     }
 
-    static let malformedHeadClient = """
-        import socket, struct, sys, time
-        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-        def frame(kind, flags, stream, payload=b""):
-            return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-        def literal(name, value):
-            return bytes([0, len(name)]) + name + bytes([len(value)]) + value
-        base = bytes([0x82, 0x86, 0x84]) + literal(b":authority", b"shop.test")
-        bad = base + literal(b"x-a", b"1\\r\\nx-injected: 1")
-        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0) + frame(1, 0x5, 1, bad) + frame(1, 0x5, 3, base))
-        buffer, seen, until = b"", [], time.time() + 10
-        s.settimeout(0.5)
-        while time.time() < until and not any(line.startswith("status 3") for line in seen):
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                break
-            buffer += chunk
-            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
-                length, kind, stream = int.from_bytes(buffer[:3], "big"), buffer[3], int.from_bytes(buffer[5:9], "big")
-                payload = buffer[9:9 + length]
-                if kind == 3:
-                    seen.append(f"reset {stream} {int.from_bytes(payload, 'big')}")
-                if kind == 1:
-                    # HEADERS: the first byte is :status from the static table (0x88 is 200).
-                    seen.append(f"status {stream} {200 if payload[:1] == bytes([0x88]) else payload[:1].hex()}")
-                if kind == 4 and not buffer[4] & 1:
-                    s.sendall(frame(4, 1, 0))
-                buffer = buffer[9 + length:]
+    static let malformedHeadClient = h2cPrelude + """
+        bad = BASE + literal(b"x-a", b"1\\r\\nx-injected: 1")
+        s.sendall(PREFACE + frame(1, 0x5, 1, bad) + frame(1, 0x5, 3, BASE))
+        seen = []
+        def note(kind, flags, stream, payload):
+            if kind == 3:
+                seen.append(f"reset {stream} {int.from_bytes(payload, 'big')}")
+            if kind == 1:
+                # HEADERS: the first byte is :status from the static table (0x88 is 200).
+                seen.append(f"status {stream} {200 if payload[:1] == bytes([0x88]) else payload[:1].hex()}")
+        pump(10, note, lambda: any(line.startswith("status 3") for line in seen))
         print(" ".join(seen))
         """
 
@@ -168,44 +148,54 @@ struct HTTP2Tests {
         return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
     }
 
-    static let stalledReader = """
+    /// Raw HTTP/2 with prior knowledge (h2c) for the tests that need frames curl will not send:
+    /// frame and header-block helpers, and `pump`, which reads frames (acking SETTINGS) and hands
+    /// them to `handle` until `done()` or the time is up.
+    static let h2cPrelude = """
         import socket, struct, sys, time
-        port, size = int(sys.argv[1]), sys.argv[2].encode()
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
         def frame(kind, flags, stream, payload=b""):
             return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
         def literal(name, value):
             return bytes([0, len(name)]) + name + bytes([len(value)]) + value
-        block = bytes([0x82, 0x86, 0x84]) + literal(b":authority", b"shop.test") + literal(b"x-response-bytes", size)
-        s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0) + frame(1, 0x5, 1, block))
-        buffer, data, status = b"", 0, None
-        def pump(until, wanted):
-            global buffer, data
+        BASE = bytes([0x82, 0x86, 0x84]) + literal(b":authority", b"shop.test")
+        PREFACE = b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0)
+        pending = b""
+        def pump(seconds, handle, done):
+            global pending
+            until = time.time() + seconds
             s.settimeout(0.2)
-            while time.time() < until and data < wanted:
+            while time.time() < until and not done():
                 try:
                     chunk = s.recv(65536)
                 except socket.timeout:
                     continue
                 if not chunk:
                     break
-                buffer += chunk
-                while len(buffer) >= 9:
-                    length = int.from_bytes(buffer[:3], "big")
-                    if len(buffer) < 9 + length:
-                        break
-                    kind, flags = buffer[3], buffer[4]
-                    if kind == 0 and int.from_bytes(buffer[5:9], "big") == 1:
-                        data += length
+                pending += chunk
+                while len(pending) >= 9 and len(pending) >= 9 + int.from_bytes(pending[:3], "big"):
+                    length, kind, flags = int.from_bytes(pending[:3], "big"), pending[3], pending[4]
+                    stream, payload = int.from_bytes(pending[5:9], "big") & 0x7FFFFFFF, pending[9:9 + length]
+                    pending = pending[9 + length:]
                     if kind == 4 and not flags & 1:
                         s.sendall(frame(4, 1, 0))
-                    buffer = buffer[9 + length:]
-        pump(time.time() + 2, 10**12)
+                    handle(kind, flags, stream, payload)
+
+        """
+
+    static let stalledReader = h2cPrelude + """
+        s.sendall(PREFACE + frame(1, 0x5, 1, BASE + literal(b"x-response-bytes", sys.argv[2].encode())))
+        data = 0
+        def count(kind, flags, stream, payload):
+            global data
+            if kind == 0 and stream == 1:
+                data += len(payload)
+        pump(2, count, lambda: False)
         held = data
         open(sys.argv[0] + ".stalled", "w").close()
         time.sleep(1)
         s.sendall(frame(8, 0, 0, struct.pack(">I", 64 << 20)) + frame(8, 0, 1, struct.pack(">I", 64 << 20)))
-        pump(time.time() + 10, held + (4 << 20))
+        pump(10, count, lambda: data >= held + (4 << 20))
         print(f"held={held} resumed={data >= held + (4 << 20)}")
         """
 
