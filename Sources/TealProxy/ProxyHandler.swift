@@ -280,6 +280,8 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
             scanned = 0
         }
         flushUpstream()
+        // Reads held back while the request waited (for a connection, say) may go on now.
+        resumeReadsIfNeeded()
     }
 
     /// Tries to read a request head and dispatch it; returns whether it made progress.

@@ -141,6 +141,20 @@ struct HTTP2Tests {
         print(" ".join(seen))
         """
 
+    @Test("many concurrent uploads on one connection, together past the connection window: all arrive (credit is not stranded per stream)")
+    func concurrentUploads() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-upload-\(UUID().uuidString)")
+            try Data(repeating: UInt8(ascii: "u"), count: 300_000).write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            // 20 streams × 300 kB = 6 MB in flight against a 4 MiB connection window; h2load
+            // (Debian's nghttp2-client) sends every stream's body as its windows allow.
+            let run = try await TealProcess.runCommand(["/usr/bin/h2load", "-n", "100", "-c", "1", "-m", "20", "-d", file.path,
+                                                        "http://127.0.0.1:\(router.proxyPort)/"], timeout: .seconds(30))
+            #expect(run.output.contains("100 succeeded, 0 failed"), "\(run.output)")
+        }
+    }
+
     /// VmRSS of a process, in bytes.
     static func residentBytes(_ pid: Int32) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""

@@ -83,7 +83,7 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
             if let stream = streams[frame.streamID] {
                 stream.receiveData(bytes, endStream: data.endStream, flowControlled: size)
             } else {
-                credit(stream: nil, bytes: size)
+                creditConnection(size)
             }
         default:
             break  // settings, pings, window updates, resets and GOAWAY are NIOHTTP2's business
@@ -171,16 +171,20 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
         flush()
     }
 
-    /// Gives back flow-control credit for request bytes the proxy took: on the stream (when
-    /// given) at once, on the connection in batches of a quarter of its window.
-    func credit(stream id: HTTP2StreamID?, bytes: Int) {
+    /// Gives back connection-window credit for request bytes taken (or dropped), in batches of
+    /// a quarter of the window.
+    func creditConnection(_ bytes: Int) {
         guard bytes > 0 else { return }
-        if let id { write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: bytes))) }
         connectionUncredited += bytes
-        if connectionUncredited >= limits.connectionWindow / 4 {
-            write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionUncredited)))
-            connectionUncredited = 0
-        }
+        guard connectionUncredited >= limits.connectionWindow / 4 else { return }
+        write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionUncredited)))
+        connectionUncredited = 0
+        flush()
+    }
+
+    /// Gives back a stream's window credit.
+    func creditStream(_ id: HTTP2StreamID, bytes: Int) {
+        write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: bytes)))
         flush()
     }
 

@@ -26,8 +26,11 @@ final class HTTP2ProxyStream {
     // Request side
     private var chunkedRequest = false
     private(set) var requestEnded = false
-    /// Flow-controlled bytes taken from the client and not yet credited back.
+    /// Flow-controlled bytes not yet credited back on the stream's window (sent in batches).
     private var uncredited = 0
+    /// Bytes taken while the handler could not take more: not credited on the connection's
+    /// window either until it can.
+    private var held = 0
     private var holdingCredit = false
 
     // Answer side
@@ -97,15 +100,21 @@ final class HTTP2ProxyStream {
             }
         }
         if endStream { requestEnded = true }
-        uncredited += flowControlled
         if finished || endStream {
             // Nothing more comes on this stream: only the connection's window needs the bytes back.
-            connection.credit(stream: nil, bytes: uncredited)
+            connection.creditConnection(flowControlled + held)
+            held = 0
             uncredited = 0
-        } else if proxy?.takesMoreRequestBytes() ?? true {
-            if uncredited >= connection.streamCreditThreshold { creditBack() }
+        } else if !holdingCredit, proxy?.takesMoreRequestBytes() ?? true {
+            // Taken: back on the connection at once (other streams share its window), on the
+            // stream in batches.
+            connection.creditConnection(flowControlled)
+            uncredited += flowControlled
+            if uncredited >= connection.streamCreditThreshold { creditStream() }
         } else {
             holdingCredit = true
+            held += flowControlled
+            uncredited += flowControlled
         }
     }
 
@@ -119,12 +128,14 @@ final class HTTP2ProxyStream {
     func resumeReads() {
         guard holdingCredit else { return }
         holdingCredit = false
-        creditBack()
+        connection.creditConnection(held)
+        held = 0
+        if !requestEnded { creditStream() }
     }
 
-    private func creditBack() {
+    private func creditStream() {
         guard uncredited > 0 else { return }
-        connection.credit(stream: id, bytes: uncredited)
+        connection.creditStream(id, bytes: uncredited)
         uncredited = 0
     }
 
@@ -376,10 +387,8 @@ final class HTTP2ProxyStream {
         } else if !requestEnded {
             connection.reset(id, .noError)
         }
-        if uncredited > 0 {
-            connection.credit(stream: nil, bytes: uncredited)
-            uncredited = 0
-        }
+        connection.creditConnection(held)
+        held = 0
         connection.flush()
     }
 
