@@ -680,16 +680,14 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     private func respond(_ error: ProxyError, close: Bool) {
         if let stream {
             stream.respond(error, includeBody: !exchange.isHead)
-            clientNeedsFlush = true
-            flushToClient()
-            if close { closeClient() }
+        } else if let context {
+            let text = error.response(close: close, includeBody: !exchange.isHead)
+            var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        } else {
             return
         }
-        guard let context else { return }
-        let text = error.response(close: close, includeBody: !exchange.isHead)
-        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
-        buffer.writeString(text)
-        context.write(wrapOutboundOut(buffer), promise: nil)
         // Error answers may come from timers and connect callbacks, outside any read burst.
         clientNeedsFlush = true
         flushToClient()

@@ -149,7 +149,7 @@ struct HTTP2Tests {
             defer { try? FileManager.default.removeItem(at: file) }
             // 20 streams × 300 kB = 6 MB in flight against a 4 MiB connection window; h2load
             // (Debian's nghttp2-client) sends every stream's body as its windows allow.
-            let run = try await TealProcess.runCommand(["/usr/bin/h2load", "-n", "100", "-c", "1", "-m", "20", "-d", file.path,
+            let run = try await TealProcess.runCommand(["/usr/bin/h2load", "-n", "100", "-c", "1", "-m", "20", "-d", file.path, "--connection-inactivity-timeout=10",
                                                         "http://127.0.0.1:\(router.proxyPort)/"], timeout: .seconds(30))
             #expect(run.output.contains("100 succeeded, 0 failed"), "\(run.output)")
         }

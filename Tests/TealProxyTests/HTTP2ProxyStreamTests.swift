@@ -137,6 +137,21 @@ struct HTTP2ProxyStreamTests {
         #expect(try frames(headChannel) == ["headers 200 end=true"])
     }
 
+    @Test("an HTTP/2 connection idle past its deadline gets GOAWAY and is closed")
+    func idleConnection() throws {
+        let (channel, _) = try connection()
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let handler = try channel.pipeline.syncOperations.handler(type: HTTP2ProxyConnection.self)
+        #expect(handler.deadline < .distantFuture, "an idle connection has a deadline")
+        handler.deadlinePassed()
+        var goAway = false
+        while let frame = try channel.readOutbound(as: HTTP2Frame.self) {
+            if case .goAway(_, .noError, _) = frame.payload { goAway = true }
+        }
+        #expect(goAway)
+        #expect(!channel.isActive)
+    }
+
     @Test("a cut-off answer resets the stream; Teal's own error answers are HEADERS and DATA")
     func resetsAndErrors() throws {
         let (channel, stream) = try connection()

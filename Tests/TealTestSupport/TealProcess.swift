@@ -135,22 +135,40 @@ public final class TealProcess: @unchecked Sendable {
     }
 
     /// Runs any command (`arguments[0]` is the executable path) to the end, at most `timeout`;
-    /// its exit status and output.
+    /// its exit status and output (standard output and error together).
     public static func runCommand(_ arguments: [String], environment: [String: String] = [:],
                                   timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
+        let result = try await runProcess(arguments, environment: environment, mergeErrors: true, timeout: timeout)
+        return (result.status, result.output)
+    }
+
+    /// Runs a process to the end; a watchdog stops it after `timeout`, so a command that
+    /// hangs (its pipes never reach their end) fails the test instead of hanging it. Standard
+    /// error goes with standard output when `mergeErrors`, else apart.
+    public static func runProcess(_ arguments: [String], environment: [String: String] = [:], mergeErrors: Bool,
+                                  timeout: Duration) async throws -> (status: Int32, output: String, error: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
+        let output = Pipe(), error = Pipe()
         process.standardOutput = output
-        process.standardError = output
+        process.standardError = mergeErrors ? output : error
         try process.run()
-        let data = await readToEnd(output)
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        if process.isRunning { process.terminate() }
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            guard process.isRunning else { return }
+            process.terminate()
+            // Some programs (h2load) do not stop on SIGTERM.
+            try await Task.sleep(for: .seconds(2))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        async let out = readToEnd(output)
+        async let err = mergeErrors ? Data() : readToEnd(error)
+        let (outData, errData) = await (out, err)
+        while process.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        watchdog.cancel()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
     }
 
     /// Runs `teal arguments…` to the end (at most `timeout`); its exit status and output.

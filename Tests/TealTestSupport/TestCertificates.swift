@@ -93,18 +93,5 @@ public func readToEnd(_ pipe: Pipe) async -> Data {
 
 /// Runs curl (the system's) with `arguments`; its exit status, standard output and standard error.
 public func curl(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> (status: Int32, output: String, error: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["curl", "--max-time", "10"] + arguments
-    let output = Pipe(), error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    try process.run()
-    async let out = readToEnd(output)
-    async let err = readToEnd(error)
-    let (outData, errData) = await (out, err)
-    let deadline = ContinuousClock.now + timeout
-    while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-    if process.isRunning { process.terminate() }
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    try await TealProcess.runProcess(["/usr/bin/env", "curl", "--max-time", "10"] + arguments, mergeErrors: false, timeout: timeout)
 }

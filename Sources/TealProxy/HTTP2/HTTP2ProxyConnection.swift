@@ -20,6 +20,8 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     private var streams: [HTTP2StreamID: HTTP2ProxyStream] = [:]
     private var clientAddress: [UInt8] = []
     private let emptyBuffer = ByteBuffer()
+    /// Where each stream's request head is rendered as HTTP/1.1 (one buffer for all of them).
+    private var requestHeads = ByteBuffer()
     /// The connection's writability, kept from events.
     private(set) var isWritable = true
     /// Request bytes taken by the streams and not yet credited back on the connection window.
@@ -102,7 +104,8 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
         streams[id] = stream
         deadline = .distantFuture
         if !isWritable { stream.updateWritability() }
-        stream.start(headers.headers, endStream: headers.endStream, allocator: context.channel.allocator)
+        requestHeads.clear()
+        stream.start(headers.headers, endStream: headers.endStream, head: &requestHeads)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -129,19 +132,17 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
         switch error {
         case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
              is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
-            // The GOAWAY goes out first (flushed now); the close is queued after it.
-            context.flush()
-            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            context.eventLoop.execute { bound.value.close(promise: nil) }
+            // NIOHTTP2 has written its GOAWAY: it goes out before the close.
+            closeAfterFlush(context)
         default:
             context.fireErrorCaught(error)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let open = streams.values
+        let remaining = streams.values
         streams = [:]
-        for stream in open { stream.closed() }
+        for stream in remaining { stream.closed() }
         loop.unregister(self)
         context.fireChannelInactive()
     }
@@ -203,8 +204,8 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
 
     // MARK: Idle and draining
 
-    /// Closes at the end of this tick, after flushing: NIOHTTP2 reports a stream closed from
-    /// inside the write of its last frame, before anyone flushed it.
+    /// Closes at the end of this tick, after flushing what was written: NIOHTTP2 reports a stream
+    /// closed, or an abusive client, from inside its own frame processing, before a flush.
     private func closeAfterFlush(_ context: ChannelHandlerContext) {
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.eventLoop.execute {
