@@ -10,6 +10,8 @@ Subcommands:
   report FILE --meta M --runs R --status S
                                     rewrite the generated block of RESULTS.md
   allocs-section FILE --body B      replace the body of "## Allocations per proxied request"
+  put-section FILE --body B         replace or insert the `## ` section that B starts with
+  perf-modules FILE                 share of samples per Swift module in `perf script` output
 
 Only the standard library is used. All network traffic goes to 127.0.0.1.
 """
@@ -350,6 +352,62 @@ def cmd_put_section(args):
     return 0
 
 
+# --------------------------------------------------------------------------- profiles
+
+MANGLED_MODULE = re.compile(r"\$s(\d+)(\w+)")
+
+
+def _module_of(symbol, dso):
+    """The module a sampled frame belongs to: "kernel", "BoringSSL", a Swift module decoded from
+    the mangled name's first identifier, or None for runtime and C library frames."""
+    if "[kernel" in dso:
+        return "kernel"
+    if "BoringSSL" in symbol or symbol.startswith("bssl::"):
+        return "BoringSSL"
+    m = MANGLED_MODULE.match(symbol)
+    if not m:
+        return None
+    length, rest = int(m.group(1)), m.group(2)
+    name = rest[:length]
+    # $sS... and $ss... are the standard library
+    return None if len(name) < length or name in ("s", "S") else name
+
+
+def cmd_perf_modules(args):
+    """Reads `perf script -F ip,sym,dso` output recorded with call graphs and charges each sample
+    to the innermost frame that belongs to a module, so the Swift runtime's retain/release and
+    malloc count for the code that called them. Prints one line per module."""
+    charged, samples, frames = {}, 0, []
+
+    def finish():
+        nonlocal samples
+        if not frames:
+            return
+        samples += 1
+        owner = next((m for m in (_module_of(sym, dso) for sym, dso in frames) if m), "other")
+        charged[owner] = charged.get(owner, 0) + 1
+
+    with open(args.file, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                finish()
+                frames = []
+                continue
+            if not line[0].isspace():
+                finish()
+                frames = []
+                continue
+            fields = line.strip().split(" ", 1)
+            if len(fields) == 2:
+                sym, _, dso = fields[1].rpartition(" (")
+                frames.append((sym, dso))
+    finish()
+    print(f"{samples} samples")
+    for name, count in sorted(charged.items(), key=lambda kv: -kv[1]):
+        print(f"{100 * count / max(samples, 1):6.2f}%  {name}")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -368,6 +426,7 @@ def main():
     p.add_argument("--body", required=True); p.set_defaults(f=cmd_allocs_section)
     p = sub.add_parser("put-section"); p.add_argument("file")
     p.add_argument("--body", required=True); p.set_defaults(f=cmd_put_section)
+    p = sub.add_parser("perf-modules"); p.add_argument("file"); p.set_defaults(f=cmd_perf_modules)
     args = ap.parse_args()
     return args.f(args) or 0
 
