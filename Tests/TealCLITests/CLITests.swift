@@ -24,10 +24,11 @@ final class ServedRouter: @unchecked Sendable {
     /// Backends `blue`, `blue2`, `green` (healthy), `bad` (every answer a 500) and `slow` (every
     /// answer after 1.5 s); the route `shop` has `blue` in its blue pool and
     /// releases by `plan` holding `hold` per step.
+    /// `instances` names more instances (by port) that `blue` and `green` may use.
     init(extraArguments: [String] = [], tlsArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s",
-         green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"]) async throws {
+         green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"], instances: [String: Int] = [:]) async throws {
         var backends: [String: DemoBackend] = [:]
-        var ports: [String: Int] = [:]
+        var ports = instances
         for (name, errorRate, latency) in [("blue", 0.0, 0), ("blue2", 0.0, 0), ("green", 0.0, 0), ("bad", 1.0, 0), ("slow", 0.0, 1500)] {
             let backend = DemoBackend(options: .init(name: name, errorRate: errorRate, latency: .milliseconds(latency)), group: group)
             ports[name] = try #require(try await backend.start().port)
@@ -155,10 +156,10 @@ final class ServedRouter: @unchecked Sendable {
 
     /// Runs `body`, then stops everything whether it threw or not.
     static func with(extraArguments: [String] = [], tlsArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s",
-                     green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"],
+                     green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"], instances: [String: Int] = [:],
                      _ body: (ServedRouter) async throws -> Void) async throws {
         let router = try await ServedRouter(extraArguments: extraArguments, tlsArguments: tlsArguments, plan: plan, hold: hold,
-                                            green: green, autoStart: autoStart, blue: blue)
+                                            green: green, autoStart: autoStart, blue: blue, instances: instances)
         do {
             try await body(router)
         } catch {

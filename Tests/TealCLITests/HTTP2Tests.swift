@@ -155,6 +155,92 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("an upload to an instance that stops reading: Teal holds the client's credit, its memory stays flat, and the whole body arrives once the instance reads")
+    func uploadToStalledInstance() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-slow-instance-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = directory.appendingPathComponent("instance.py"), upload = directory.appendingPathComponent("upload")
+        try Self.stalledInstance.write(to: script, atomically: true, encoding: .utf8)
+        let size = 48_000_000
+        try Data(repeating: UInt8(ascii: "u"), count: size).write(to: upload)
+        let port = try freePort()
+        let instance = Task { try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(port)], timeout: .seconds(60)) }
+        defer { instance.cancel() }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: script.path + ".listening") {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["stalled"], instances: ["stalled": port]) { router in
+            let before = Self.residentBytes(router.server.pid)
+            let client = Task {
+                try await curl(["-sS", "--http2-prior-knowledge", "--data-binary", "@\(upload.path)", "-w", " %{http_version}",
+                                "http://127.0.0.1:\(router.proxyPort)/"], timeout: .seconds(60))
+            }
+            // The instance reads the head, then nothing for 3 s; Teal's memory is sampled 2.5 s in,
+            // when the client has long had time to send everything Teal would take.
+            var stalledGrowth = -1
+            for _ in 0..<200 {
+                try await Task.sleep(for: .milliseconds(50))
+                if FileManager.default.fileExists(atPath: script.path + ".stalled") {
+                    try await Task.sleep(for: .milliseconds(2500))
+                    stalledGrowth = Self.residentBytes(router.server.pid) - before
+                    break
+                }
+            }
+            let answer = try await client.value
+            #expect(answer.output == "received \(size) 2", "\(answer.output) \(answer.error)")
+            #expect(stalledGrowth >= 0 && stalledGrowth < 24 << 20, "Teal grew by \(stalledGrowth >> 20) MiB while the instance did not read")
+        }
+        let served = try await instance.value
+        #expect(served.output.contains("received \(size)"), "\(served.output)")
+    }
+
+    /// An HTTP/1.1 instance for one request with a small receive buffer: it reads the request
+    /// head, stops reading for 3 s, then reads the body (sized or chunked) and answers with the
+    /// number of body bytes it got.
+    static let stalledInstance = """
+        import socket, sys, time
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        server.bind(("127.0.0.1", int(sys.argv[1])))
+        server.listen(4)
+        open(sys.argv[0] + ".listening", "w").close()
+        server.settimeout(30)
+        conn, _ = server.accept()
+        conn.settimeout(30)
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            data += conn.recv(4096)
+        head, body = data.split(b"\\r\\n\\r\\n", 1)
+        fields = {line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip() for line in head.split(b"\\r\\n")[1:]}
+        open(sys.argv[0] + ".stalled", "w").close()
+        time.sleep(3)
+        if b"content-length" in fields:
+            total, received = int(fields[b"content-length"]), len(body)
+            while received < total:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+        else:
+            received = 0
+            while True:
+                while b"\\r\\n" not in body:
+                    body += conn.recv(1 << 20)
+                line, body = body.split(b"\\r\\n", 1)
+                size = int(line.split(b";")[0], 16)
+                while len(body) < size + 2:
+                    body += conn.recv(1 << 20)
+                received += size
+                body = body[size + 2:]
+                if size == 0:
+                    break
+        answer = f"received {received}".encode()
+        conn.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-length: " + str(len(answer)).encode() + b"\\r\\nconnection: close\\r\\n\\r\\n" + answer)
+        conn.close()
+        print(answer.decode())
+        """
+
     /// VmRSS of a process, in bytes.
     static func residentBytes(_ pid: Int32) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
