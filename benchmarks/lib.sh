@@ -127,7 +127,10 @@ ensure_tools() {
     command -v "$cmd" >/dev/null 2>&1 && continue
     case $cmd in
       nginx) pkg=nginx-light ;;
-      *) pkg=$cmd ;; # wrk, haproxy, curl, gcc, python3
+      h2load) pkg=nghttp2-client ;;
+      nghttpx) pkg=nghttp2-proxy ;;
+      perf) pkg=linux-perf ;;
+      *) pkg=$cmd ;; # wrk, haproxy, curl, gcc, python3, openssl
     esac
     missing+=("$cmd")
     pkgs+=("$pkg")
