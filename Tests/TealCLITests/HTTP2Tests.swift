@@ -155,6 +155,76 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("CONTINUATION, empty DATA and PING floods each get a GOAWAY with an error and are disconnected; other clients are served",
+          arguments: ["continuation", "empty-data", "ping"])
+    func frameFloods(kind: String) async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let script = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-flood-\(UUID().uuidString).py")
+            try Self.frameFlood.write(to: script, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: script) }
+            let flood = try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(router.proxyPort), kind], timeout: .seconds(30))
+            #expect(flood.output.contains("closed=True") && !flood.output.contains("goaway=None") && !flood.output.contains("goaway=0 "),
+                    "\(flood.output)")
+            let answer = try await curl(["-sS", "--http2-prior-knowledge", "http://127.0.0.1:\(router.proxyPort)/"])
+            #expect(answer.output == "blue\n", "\(answer.output) \(answer.error)")
+        }
+    }
+
+    /// Python: `read_to_close(s)` reads what the server sends until it closes the connection or
+    /// 5 s pass; returns the bytes and whether it closed.
+    static let readToClose = """
+        import socket
+        def read_to_close(s):
+            received, closed = b"", False
+            s.settimeout(5)
+            try:
+                while True:
+                    data = s.recv(65536)
+                    if not data:
+                        closed = True
+                        break
+                    received += data
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+            return received, closed
+
+        """
+
+    /// Sends one kind of frame flood, then reads until Teal closes the connection (or 5 s pass);
+    /// prints whether it closed and the error code of the GOAWAY it got.
+    static let frameFlood = h2cPrelude + readToClose + """
+        kind = sys.argv[2]
+        s.sendall(PREFACE)
+        closed = False
+        try:
+            if kind == "continuation":
+                # HEADERS without END_HEADERS, then CONTINUATION frames that never end the block.
+                s.sendall(frame(1, 0x1, 1, BASE))
+                for i in range(2000):
+                    s.sendall(frame(9, 0, 1, literal(b"x-f", b"v")))
+            elif kind == "empty-data":
+                s.sendall(frame(1, 0x4, 1, BASE))
+                for i in range(2000):
+                    s.sendall(frame(0, 0, 1))
+            else:
+                # PINGs while reading none of the answers.
+                for i in range(200):
+                    s.sendall(frame(6, 0, 0, b"12345678") * 1000)
+        except OSError:
+            closed = True
+        received, gone = read_to_close(s)
+        closed, goaway = closed or gone, None
+        at = 0
+        while at + 9 <= len(received):
+            length = int.from_bytes(received[at:at + 3], "big")
+            if received[at + 3] == 7:
+                goaway = int.from_bytes(received[at + 13:at + 17], "big")
+            at += 9 + length
+        print(f"closed={closed} goaway={goaway} ")
+        """
+
     @Test("an upload to an instance that stops reading: Teal holds the client's credit, its memory stays flat, and the whole body arrives once the instance reads")
     func uploadToStalledInstance() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-slow-instance-\(UUID().uuidString)")
@@ -312,7 +382,7 @@ struct HTTP2Tests {
         }
     }
 
-    static let rapidReset = """
+    static let rapidReset = readToClose + """
         import socket, ssl, struct, sys, time
         port, count, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
         context = ssl.create_default_context(cafile=ca)
@@ -323,25 +393,15 @@ struct HTTP2Tests {
             return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
         block = bytes([0x82, 0x87, 0x84, 0x41, 9]) + b"shop.test"
         s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0))
-        sent, closed, goaway, received = 0, False, False, b""
+        sent, closed = 0, False
         try:
             for i in range(count):
                 s.sendall(frame(1, 0x5, 2 * i + 1, block) + frame(3, 0, 2 * i + 1, struct.pack(">I", 8)))
                 sent += 1
         except OSError:
             closed = True
-        s.settimeout(5)
-        try:
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    closed = True
-                    break
-                received += data
-        except socket.timeout:
-            pass
-        except OSError:
-            closed = True
+        received, gone = read_to_close(s)
+        closed = closed or gone
         # A GOAWAY frame: type 7 on stream 0, error code ENHANCE_YOUR_CALM (0xb) at the end.
         goaway = b"\\x07\\x00\\x00\\x00\\x00\\x00" in received and b"\\x00\\x00\\x00\\x0b" in received
         print(f"closed={closed} goaway={goaway}")

@@ -29,6 +29,7 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     private var raisedConnectionWindow = false
     private var flushScheduled = false
     private var goingAway = false
+    private var closeScheduled = false
     private var lastStreamID = HTTP2StreamID.rootStream
     private(set) var deadline = NIODeadline.distantFuture
     var registryIndex = -1
@@ -156,8 +157,18 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     // MARK: NIOHTTP2FrameDelegate
 
     func wroteFrame(_ frame: HTTP2Frame) {
-        guard case .data(let data) = frame.payload, let stream = streams[frame.streamID] else { return }
-        stream.sent(data.data.readableBytes)
+        switch frame.payload {
+        case .data(let data):
+            streams[frame.streamID]?.sent(data.data.readableBytes)
+        case .goAway(_, let code, _) where code != .noError:
+            // Only NIOHTTP2 sends GOAWAY with an error (Teal's own say NO_ERROR): a connection
+            // error, after which the connection must close (RFC 9113 §5.4.1). Errors that are
+            // not among the floods errorCaught knows — a CONTINUATION flood, a frame that breaks
+            // the protocol — would otherwise leave it open, reading and dropping what comes.
+            if let context { closeAfterFlush(context) }
+        default:
+            break
+        }
     }
 
     // MARK: Used by the streams
@@ -207,6 +218,8 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     /// Closes at the end of this tick, after flushing what was written: NIOHTTP2 reports a stream
     /// closed, or an abusive client, from inside its own frame processing, before a flush.
     private func closeAfterFlush(_ context: ChannelHandlerContext) {
+        guard !closeScheduled else { return }
+        closeScheduled = true
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.eventLoop.execute {
             bound.value.flush()
