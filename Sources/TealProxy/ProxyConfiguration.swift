@@ -57,8 +57,13 @@ public struct HTTP2Limits: Sendable {
     public var cleartext = false
     /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams = 100
-    /// Largest header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE), in bytes.
-    public var maxHeaderListSize = 32 * 1024
+    /// Largest header list a client may send (SETTINGS_MAX_HEADER_LIST_SIZE), in bytes. 16 KiB
+    /// is also what NIOHTTP2's decoder enforces until the client acknowledges Teal's settings,
+    /// which covers every request a client sends in its first flight: a larger value would be
+    /// advertised but not hold for those. A larger list cannot be decoded and skipped (HPACK
+    /// state is shared by the connection), so NIOHTTP2 ends the connection with GOAWAY
+    /// COMPRESSION_ERROR.
+    public var maxHeaderListSize = 16 * 1024
     /// Receive windows: per stream (SETTINGS_INITIAL_WINDOW_SIZE) and per connection.
     public var streamWindow = 1 << 20
     public var connectionWindow = 4 << 20

@@ -155,6 +155,21 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("header lists: 15 kB in a connection's first request is served; past the 16 KiB limit the connection gets GOAWAY COMPRESSION_ERROR and Teal goes on serving")
+    func headerListLimit() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let url = "http://127.0.0.1:\(router.proxyPort)/"
+            let fits = try await curl(["-sS", "--http2-prior-knowledge", "-H", "x-big: " + String(repeating: "a", count: 15_000), url])
+            #expect(fits.output == "blue\n", "\(fits.output) \(fits.error)")
+            // nghttp prints the frames it receives: the GOAWAY names the error.
+            let tooBig = try await TealProcess.runCommand(["/usr/bin/nghttp", "-nv", "-H", "x-big: " + String(repeating: "a", count: 20_000), url],
+                                                          timeout: .seconds(20))
+            #expect(tooBig.output.contains("recv GOAWAY") && tooBig.output.contains("COMPRESSION_ERROR"), "\(tooBig.output.suffix(600))")
+            let after = try await curl(["-sS", "--http2-prior-knowledge", url])
+            #expect(after.output == "blue\n", "\(after.output) \(after.error)")
+        }
+    }
+
     @Test("CONTINUATION, empty DATA and PING floods each get a GOAWAY with an error and are disconnected; other clients are served",
           arguments: ["continuation", "empty-data", "ping"])
     func frameFloods(kind: String) async throws {
