@@ -240,59 +240,132 @@ struct HTTP2Tests {
         print(f"closed={closed} goaway={goaway} ")
         """
 
-    @Test("an upload to an instance that stops reading: Teal holds the client's credit, its memory stays flat, and the whole body arrives once the instance reads")
-    func uploadToStalledInstance() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-slow-instance-\(UUID().uuidString)")
+    @Test("trailers both ways over HTTP/2: a chunked upload's trailer fields reach the instance, and the instance's answer trailers come back as trailing HEADERS")
+    func trailers() async throws {
+        let served = try await Self.withPythonInstance(Self.trailerInstance) { port, script in
+            let upload = script.deletingLastPathComponent().appendingPathComponent("upload")
+            try Data("hello".utf8).write(to: upload)
+            try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["echo"], instances: ["echo": port]) { router in
+                // nghttp (Debian's nghttp2-client) sends the body without a length, then the trailer;
+                // -v prints the fields of every HEADERS frame it receives.
+                let run = try await TealProcess.runCommand(["/usr/bin/nghttp", "-v", "--no-content-length", "-d", upload.path,
+                                                            "--trailer", "x-checksum: abc", "http://127.0.0.1:\(router.proxyPort)/"],
+                                                           timeout: .seconds(20))
+                #expect(run.output.contains("got 5 bytes; trailers: x-checksum: abc"), "\(run.output.suffix(1500))")
+                #expect(run.output.contains("x-answer-checksum: 42"), "\(run.output.suffix(1500))")
+            }
+        }
+        #expect(served.contains("trailers: x-checksum: abc"), "\(served)")
+    }
+
+    /// Runs `source`, a Python HTTP/1.1 instance taking its port as its argument and touching
+    /// `<script>.listening` once it listens, on a free port; `body` gets the port and the script's
+    /// path (its directory is scratch space, removed afterwards). Returns what the instance printed.
+    static func withPythonInstance(_ source: String, _ body: (_ port: Int, _ script: URL) async throws -> Void) async throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-instance-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let script = directory.appendingPathComponent("instance.py"), upload = directory.appendingPathComponent("upload")
-        try Self.stalledInstance.write(to: script, atomically: true, encoding: .utf8)
-        let size = 48_000_000
-        try Data(repeating: UInt8(ascii: "u"), count: size).write(to: upload)
+        let script = directory.appendingPathComponent("instance.py")
+        try source.write(to: script, atomically: true, encoding: .utf8)
         let port = try freePort()
         let instance = Task { try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(port)], timeout: .seconds(60)) }
         defer { instance.cancel() }
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: script.path + ".listening") {
             try await Task.sleep(for: .milliseconds(50))
         }
-        try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["stalled"], instances: ["stalled": port]) { router in
-            let before = Self.residentBytes(router.server.pid)
-            let client = Task {
-                try await curl(["-sS", "--http2-prior-knowledge", "--data-binary", "@\(upload.path)", "-w", " %{http_version}",
-                                "http://127.0.0.1:\(router.proxyPort)/"], timeout: .seconds(60))
-            }
-            // The instance reads the head, then nothing for 3 s; Teal's memory is sampled 2.5 s in,
-            // when the client has long had time to send everything Teal would take.
-            var stalledGrowth = -1
-            for _ in 0..<200 {
-                try await Task.sleep(for: .milliseconds(50))
-                if FileManager.default.fileExists(atPath: script.path + ".stalled") {
-                    try await Task.sleep(for: .milliseconds(2500))
-                    stalledGrowth = Self.residentBytes(router.server.pid) - before
-                    break
+        try await body(port, script)
+        return try await instance.value.output
+    }
+
+    /// Python for `withPythonInstance`: `accept_one()` listens on the port given as the script's
+    /// argument, touches `<script>.listening`, and returns the first connection.
+    static let instancePrelude = """
+        import socket, sys
+        def accept_one(receive_buffer=None):
+            server = socket.socket()
+            if receive_buffer:
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            server.bind(("127.0.0.1", int(sys.argv[1])))
+            server.listen(4)
+            open(sys.argv[0] + ".listening", "w").close()
+            server.settimeout(30)
+            conn, _ = server.accept()
+            conn.settimeout(30)
+            return conn
+
+        """
+
+    /// An HTTP/1.1 instance for one request: reads a chunked body and its trailer section, and
+    /// answers chunked with what it got, followed by a trailer field of its own.
+    static let trailerInstance = instancePrelude + """
+        conn = accept_one()
+        pending = b""
+        def line():
+            global pending
+            while b"\\r\\n" not in pending:
+                pending += conn.recv(65536)
+            text, pending = pending.split(b"\\r\\n", 1)
+            return text
+        while line():
+            pass
+        received, trailers = 0, []
+        while True:
+            size = int(line().split(b";")[0], 16)
+            if size == 0:
+                break
+            while len(pending) < size + 2:
+                pending += conn.recv(65536)
+            received += size
+            pending = pending[size + 2:]
+        while True:
+            field = line()
+            if not field:
+                break
+            trailers.append(field.decode())
+        body = f"got {received} bytes; trailers: {'; '.join(trailers)}".encode()
+        conn.sendall(b"HTTP/1.1 200 OK\\r\\ntransfer-encoding: chunked\\r\\nconnection: close\\r\\n\\r\\n"
+                     + f"{len(body):x}".encode() + b"\\r\\n" + body + b"\\r\\n0\\r\\nX-Answer-Checksum: 42\\r\\n\\r\\n")
+        conn.close()
+        print(body.decode())
+        """
+
+    @Test("an upload to an instance that stops reading: Teal holds the client's credit, its memory stays flat, and the whole body arrives once the instance reads")
+    func uploadToStalledInstance() async throws {
+        let size = 48_000_000
+        let served = try await Self.withPythonInstance(Self.stalledInstance) { port, script in
+            let upload = script.deletingLastPathComponent().appendingPathComponent("upload")
+            try Data(repeating: UInt8(ascii: "u"), count: size).write(to: upload)
+            try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["stalled"], instances: ["stalled": port]) { router in
+                let before = Self.residentBytes(router.server.pid)
+                let client = Task {
+                    try await curl(["-sS", "--http2-prior-knowledge", "--data-binary", "@\(upload.path)", "-w", " %{http_version}",
+                                    "http://127.0.0.1:\(router.proxyPort)/"], timeout: .seconds(60))
                 }
+                // The instance reads the head, then nothing for 3 s; Teal's memory is sampled 2.5 s in,
+                // when the client has long had time to send everything Teal would take.
+                var stalledGrowth = -1
+                for _ in 0..<200 {
+                    try await Task.sleep(for: .milliseconds(50))
+                    if FileManager.default.fileExists(atPath: script.path + ".stalled") {
+                        try await Task.sleep(for: .milliseconds(2500))
+                        stalledGrowth = Self.residentBytes(router.server.pid) - before
+                        break
+                    }
+                }
+                let answer = try await client.value
+                #expect(answer.output == "received \(size) 2", "\(answer.output) \(answer.error)")
+                #expect(stalledGrowth >= 0 && stalledGrowth < 24 << 20, "Teal grew by \(stalledGrowth >> 20) MiB while the instance did not read")
             }
-            let answer = try await client.value
-            #expect(answer.output == "received \(size) 2", "\(answer.output) \(answer.error)")
-            #expect(stalledGrowth >= 0 && stalledGrowth < 24 << 20, "Teal grew by \(stalledGrowth >> 20) MiB while the instance did not read")
         }
-        let served = try await instance.value
-        #expect(served.output.contains("received \(size)"), "\(served.output)")
+        #expect(served.contains("received \(size)"), "\(served)")
     }
 
     /// An HTTP/1.1 instance for one request with a small receive buffer: it reads the request
     /// head, stops reading for 3 s, then reads the body (sized or chunked) and answers with the
     /// number of body bytes it got.
-    static let stalledInstance = """
-        import socket, sys, time
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        server.bind(("127.0.0.1", int(sys.argv[1])))
-        server.listen(4)
-        open(sys.argv[0] + ".listening", "w").close()
-        server.settimeout(30)
-        conn, _ = server.accept()
-        conn.settimeout(30)
+    static let stalledInstance = instancePrelude + """
+        import time
+        conn = accept_one(receive_buffer=65536)
         data = b""
         while b"\\r\\n\\r\\n" not in data:
             data += conn.recv(4096)

@@ -78,6 +78,13 @@ struct HTTP2ProxyStreamTests {
         #expect(headers.map { "\($0.name)=\($0.value)" } == [":status=201", "content-type=text/plain", "set-cookie=a=1", "set-cookie=b=2"])
     }
 
+    @Test("answer trailer sections become trailing HEADERS: names lowercased, values trimmed, framing, routing and connection fields and broken lines left out")
+    func trailerFields() {
+        let section = Array("X-Checksum:  abc \r\nContent-Length: 5\r\nno colon here\r\n: empty name\r\nConnection: close\r\nGrpc-Status: 0\r\n\r\n".utf8)
+        #expect(HTTP2ProxyStream.trailerFields(section).map { "\($0.name)=\($0.value)" } == ["x-checksum=abc", "grpc-status=0"])
+        #expect(HTTP2ProxyStream.trailerFields(Array("\r\n".utf8)).isEmpty)
+    }
+
     /// A connection handler in an embedded channel, with one stream whose answers are read back
     /// as frames.
     func connection() throws -> (EmbeddedChannel, HTTP2ProxyStream) {
@@ -94,7 +101,11 @@ struct HTTP2ProxyStreamTests {
         while let frame = try channel.readOutbound(as: HTTP2Frame.self) {
             switch frame.payload {
             case .headers(let headers):
-                out.append("headers \(headers.headers[":status"].first ?? "") end=\(headers.endStream)")
+                if let status = headers.headers[":status"].first {
+                    out.append("headers \(status) end=\(headers.endStream)")
+                } else {
+                    out.append("trailers \(headers.headers.map { "\($0.name)=\($0.value)" }.joined(separator: ",")) end=\(headers.endStream)")
+                }
             case .data(let data):
                 guard case .byteBuffer(let bytes) = data.data else { continue }
                 out.append("data \(String(buffer: bytes)) end=\(data.endStream)")
@@ -113,9 +124,16 @@ struct HTTP2ProxyStreamTests {
         let (chunkedHead, chunkedBytes) = try responseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         stream.responseHead(chunkedHead, bytes: chunkedBytes)
         stream.responseBody(ByteBuffer(string: "5\r\nhel"))
-        stream.responseBody(ByteBuffer(string: "lo\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"))
-        #expect(try frames(channel) == ["headers 200 end=false", "data hel end=false", "data loabc end=true"])
+        stream.responseBody(ByteBuffer(string: "lo\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r"))
+        stream.responseBody(ByteBuffer(string: "\nServer-Timing: db;dur=5\r\n\r\n"))
+        #expect(try frames(channel) == ["headers 200 end=false", "data hel end=false", "data loabc end=false",
+                                        "trailers x-trailer=t,server-timing=db;dur=5 end=true"])
         #expect(stream.answerComplete)
+
+        let (plainChannel, plain) = try connection()
+        plain.responseHead(chunkedHead, bytes: chunkedBytes)
+        plain.responseBody(ByteBuffer(string: "2\r\nok\r\n0\r\n\r\n"))
+        #expect(try frames(plainChannel) == ["headers 200 end=false", "data ok end=true"])
 
         let (sizedChannel, sized) = try connection()
         let (sizedHead, sizedBytes) = try responseHead("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")

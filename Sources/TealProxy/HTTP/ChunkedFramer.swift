@@ -1,6 +1,6 @@
 /// Follows a chunked body (RFC 9112 §7.1) byte by byte to find where it ends. The HTTP/1.1 path
 /// forwards the chunked bytes as they are; HTTP/2 streams also take the chunks' data, which
-/// `consume(_:data:)` reports. Refuses malformed chunk sizes, extensions with control characters,
+/// `consume(_:data:trailer:)` reports, and its trailer section. Refuses malformed chunk sizes, extensions with control characters,
 /// and missing CRLFs.
 struct ChunkedFramer {
     enum State: Equatable {
@@ -31,9 +31,12 @@ struct ChunkedFramer {
         try consume(bytes) { _ in }
     }
 
-    /// `consume(_:)`, also calling `data` with the range of every run of chunk data in `bytes`.
+    /// `consume(_:)`, also calling `data` with the range of every run of chunk data in `bytes`,
+    /// and `trailer` with each byte of the trailer section (its field lines and the blank line
+    /// that ends it).
     @inline(__always)
-    mutating func consume(_ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void) throws(Failure) -> Int {
+    mutating func consume(_ bytes: UnsafeRawBufferPointer, data: (Range<Int>) -> Void,
+                          trailer: (Int) -> Void = { _ in }) throws(Failure) -> Int {
         var position = 0
         let count = bytes.count
         while position < count {
@@ -47,6 +50,10 @@ struct ChunkedFramer {
                 continue
             case .done:
                 return position
+            case .trailer, .trailerLF:
+                trailer(position)
+                try step(bytes[position])
+                position += 1
             default:
                 try step(bytes[position])
                 position += 1

@@ -75,7 +75,7 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
         switch frame.payload {
         case .headers(let headers):
             if let stream = streams[frame.streamID] {
-                stream.receiveTrailers(endStream: headers.endStream)
+                stream.receiveTrailers(headers.headers, endStream: headers.endStream)
             } else {
                 open(frame.streamID, headers, context: context)
             }

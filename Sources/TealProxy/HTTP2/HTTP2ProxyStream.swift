@@ -42,6 +42,10 @@ final class HTTP2ProxyStream {
         case done
     }
     private var answer = Answer.head
+    /// The trailer section of a chunked answer as the upstream sent it (field lines and the
+    /// blank line); dropped, not forwarded, past `maxTrailerBytes`.
+    private var answerTrailer: [UInt8] = []
+    static let maxTrailerBytes = 16 * 1024
     /// DATA bytes written to the HTTP/2 handler and not yet encoded by it.
     private(set) var queuedBytes = 0
     private var queueFull = false
@@ -78,7 +82,7 @@ final class HTTP2ProxyStream {
     }
 
     /// A DATA frame of the request; `flowControlled` is its size for flow control (with padding).
-    func receiveData(_ data: ByteBuffer, endStream: Bool, flowControlled: Int) {
+    func receiveData(_ data: ByteBuffer, endStream: Bool, flowControlled: Int, trailerSection: ByteBuffer? = nil) {
         if let proxy, !finished {
             if chunkedRequest {
                 var chunk = ByteBuffer()
@@ -89,7 +93,11 @@ final class HTTP2ProxyStream {
                     chunk.writeImmutableBuffer(data)
                     chunk.writeStaticString("\r\n")
                 }
-                if endStream { chunk.writeStaticString("0\r\n\r\n") }
+                if endStream {
+                    chunk.writeStaticString("0\r\n")
+                    if let trailerSection { chunk.writeImmutableBuffer(trailerSection) }
+                    chunk.writeStaticString("\r\n")
+                }
                 proxy.receive(chunk)
             } else if data.readableBytes > 0 {
                 proxy.receive(data)
@@ -114,10 +122,26 @@ final class HTTP2ProxyStream {
         }
     }
 
-    /// Trailing HEADERS of the request: they end it (trailer fields are not forwarded).
-    func receiveTrailers(endStream: Bool) {
+    /// Trailing HEADERS of the request: they end it. A chunked upload carries their fields on
+    /// to the instance in its trailer section; a sized one cannot, and they are dropped. A
+    /// pseudo-header field or a malformed field makes the request malformed (RFC 9113 §8.1):
+    /// the stream is reset with PROTOCOL_ERROR and the exchange with the instance abandoned.
+    func receiveTrailers(_ headers: HPACKHeaders, endStream: Bool) {
         guard endStream, !requestEnded else { return }
-        receiveData(ByteBuffer(), endStream: true, flowControlled: 0)
+        var section = ByteBuffer()
+        for (name, value, _) in headers {
+            guard Self.isFieldName(name), Self.isFieldValue(value), !Self.connectionSpecific.contains(name) else {
+                closed()
+                connection.reset(id, .protocolError)
+                return
+            }
+            guard chunkedRequest, !Self.notInTrailers.contains(name) else { continue }
+            section.writeString(name)
+            section.writeStaticString(": ")
+            section.writeString(value)
+            section.writeStaticString("\r\n")
+        }
+        receiveData(ByteBuffer(), endStream: true, flowControlled: 0, trailerSection: section)
     }
 
     /// The handler can take request bytes again: give the held credit back.
@@ -295,6 +319,36 @@ final class HTTP2ProxyStream {
         return headers
     }
 
+    /// The fields of a chunked answer's trailer section (field lines ending in CRLF, then a blank
+    /// line), for a trailing HEADERS frame: names lowercased; lines without a name and colon,
+    /// and fields a trailer may not carry or HTTP/2 refuses (framing, routing, connection
+    /// options), left out.
+    static func trailerFields(_ section: [UInt8]) -> HPACKHeaders {
+        var fields = HPACKHeaders()
+        var lineStart = 0
+        while lineStart < section.count {
+            guard let cr = section[lineStart...].firstIndex(of: HTTPBytes.cr), cr > lineStart else { break }
+            let line = section[lineStart..<cr]
+            lineStart = cr + 2
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
+                  line[..<colon].allSatisfy(HTTPBytes.isTokenChar) else { continue }
+            let name = String(decoding: line[..<colon].map(HTTPBytes.lower), as: UTF8.self)
+            guard !Self.notInTrailers.contains(name) else { continue }
+            var value = line[(colon + 1)...]
+            while let first = value.first, first == HTTPBytes.sp || first == HTTPBytes.htab { value = value.dropFirst() }
+            while let last = value.last, last == HTTPBytes.sp || last == HTTPBytes.htab { value = value.dropLast() }
+            fields.add(name: name, value: String(decoding: value, as: UTF8.self))
+        }
+        return fields
+    }
+
+    /// Fields HTTP/2 forbids in any field section (RFC 9113 §8.2.2).
+    static let connectionSpecific: Set<String> = ["connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade"]
+
+    /// Fields not forwarded in trailers either way: message framing and routing, and the
+    /// connection-specific ones.
+    static let notInTrailers = connectionSpecific.union(["content-length", "host", "te", "trailer"])
+
     /// Answer body bytes as the upstream sent them (still chunk-framed when chunked).
     func responseBody(_ bytes: ByteBuffer) {
         switch answer {
@@ -305,12 +359,17 @@ final class HTTP2ProxyStream {
         case .chunked(var framer):
             var data: ByteBuffer?
             let start = bytes.readerIndex
+            var trailer = answerTrailer
+            answerTrailer = []
             let used = try? bytes.withUnsafeReadableBytes { raw in
-                try framer.consume(raw) { range in
+                try framer.consume(raw, data: { range in
                     var slice = bytes.getSlice(at: start + range.lowerBound, length: range.count)!
                     if data == nil { data = slice } else { data!.writeBuffer(&slice) }
-                }
+                }, trailer: { position in
+                    if trailer.count <= Self.maxTrailerBytes { trailer.append(raw[position]) }
+                })
             }
+            answerTrailer = trailer
             guard used != nil else {
                 // The upstream connection checked this framing already; should it differ, cut the
                 // answer off rather than guess.
@@ -318,7 +377,13 @@ final class HTTP2ProxyStream {
                 return
             }
             answer = framer.isDone ? .done : .chunked(framer)
-            if data != nil || framer.isDone { writeData(data ?? ByteBuffer(), endStream: framer.isDone) }
+            let trailers = framer.isDone && answerTrailer.count <= Self.maxTrailerBytes ? Self.trailerFields(answerTrailer) : [:]
+            if data != nil || (framer.isDone && trailers.isEmpty) {
+                writeData(data ?? ByteBuffer(), endStream: framer.isDone && trailers.isEmpty)
+            }
+            if !trailers.isEmpty {
+                connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true))))
+            }
         case .untilClose:
             writeData(bytes, endStream: false)
         case .head, .done:
