@@ -1,7 +1,7 @@
 /// Follows a chunked body (RFC 9112 §7.1) byte by byte to find where it ends. The HTTP/1.1 path
-/// forwards the chunked bytes as they are; HTTP/2 streams also take the chunks' data, which
-/// `consume(_:data:trailer:)` reports, and its trailer section. Refuses malformed chunk sizes, extensions with control characters,
-/// and missing CRLFs.
+/// forwards the chunked bytes as they are; HTTP/2 streams also take the chunks' data and the
+/// trailer section, which `consume(_:data:trailer:)` reports. Refuses malformed chunk sizes,
+/// extensions with control characters, and missing CRLFs.
 struct ChunkedFramer {
     enum State: Equatable {
         case size(digits: Int)
