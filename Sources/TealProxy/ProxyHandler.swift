@@ -484,7 +484,12 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     // MARK: Responses, called by the upstream connection
 
     func upstreamInterimResponse(_ head: ResponseHead, bytes: ByteBuffer) {
-        guard exchange.isHTTP11, stream == nil else { return }  // 1xx only go to HTTP/1.1 clients
+        guard exchange.isHTTP11 else { return }  // 1xx go to HTTP/1.1 and HTTP/2 clients, not to HTTP/1.0 ones
+        if let stream {
+            stream.interimResponse(head, bytes: bytes)
+            clientNeedsFlush = true
+            return
+        }
         writeResponseHead(head, bytes: bytes, close: false)
         writePendingResponseHead()
     }

@@ -155,6 +155,22 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("Expect: 100-continue over HTTP/2: the instance's 100 Continue reaches the client as an interim HEADERS, so the body goes without waiting")
+    func expectContinue() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-expect-\(UUID().uuidString)")
+            try Data(repeating: UInt8(ascii: "e"), count: 2_000_000).write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            // curl waits up to --expect100-timeout for the 100 before it sends the body anyway.
+            let upload = try await curl(["-sS", "--http2-prior-knowledge", "-H", "Expect: 100-continue", "--expect100-timeout", "8",
+                                         "--data-binary", "@\(file.path)", "-D", "-", "-o", "/dev/null", "-w", "time=%{time_total}",
+                                         "http://127.0.0.1:\(router.proxyPort)/"])
+            #expect(upload.output.contains("HTTP/2 100") && upload.output.contains("x-body-bytes: 2000000"), "\(upload.output) \(upload.error)")
+            let seconds = upload.output.components(separatedBy: "time=").last.flatMap(Double.init) ?? 99
+            #expect(seconds < 4, "the upload waited \(seconds) s for 100 Continue")
+        }
+    }
+
     @Test("header lists: 15 kB in a connection's first request is served; past the 16 KiB limit the connection gets GOAWAY COMPRESSION_ERROR and Teal goes on serving")
     func headerListLimit() async throws {
         try await ServedRouter.with(extraArguments: ["--h2c"]) { router in

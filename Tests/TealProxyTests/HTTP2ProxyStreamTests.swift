@@ -118,7 +118,7 @@ struct HTTP2ProxyStreamTests {
         return out
     }
 
-    @Test("answer bodies: chunked decoded across reads, sized bodies end the stream, close-delimited ones end at the handler's word")
+    @Test("answer bodies: chunked decoded across reads (trailers as trailing HEADERS), interim answers first, sized bodies end the stream, close-delimited ones end at the handler's word")
     func answerBodies() throws {
         let (channel, stream) = try connection()
         let (chunkedHead, chunkedBytes) = try responseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -134,6 +134,15 @@ struct HTTP2ProxyStreamTests {
         plain.responseHead(chunkedHead, bytes: chunkedBytes)
         plain.responseBody(ByteBuffer(string: "2\r\nok\r\n0\r\n\r\n"))
         #expect(try frames(plainChannel) == ["headers 200 end=false", "data ok end=true"])
+
+        let (interimChannel, interim) = try connection()
+        let (continueHead, continueBytes) = try responseHead("HTTP/1.1 100 Continue\r\n\r\n")
+        let (hintsHead, hintsBytes) = try responseHead("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+        interim.interimResponse(continueHead, bytes: continueBytes)
+        interim.interimResponse(hintsHead, bytes: hintsBytes)
+        interim.responseHead(chunkedHead, bytes: chunkedBytes)
+        interim.responseBody(ByteBuffer(string: "0\r\n\r\n"))
+        #expect(try frames(interimChannel) == ["headers 100 end=false", "headers 103 end=false", "headers 200 end=false", "data  end=true"])
 
         let (sizedChannel, sized) = try connection()
         let (sizedHead, sizedBytes) = try responseHead("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")

@@ -299,6 +299,13 @@ final class HTTP2ProxyStream {
         connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: endStream))))
     }
 
+    /// An interim (1xx) answer from the upstream, such as 100 Continue or 103 Early Hints:
+    /// HEADERS without END_STREAM, before the final answer (RFC 9113 §8.1).
+    func interimResponse(_ head: ResponseHead, bytes: ByteBuffer) {
+        guard case .head = answer, head.status != 101 else { return }
+        connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: Self.responseHeaders(head, bytes: bytes), endStream: false))))
+    }
+
     /// The HTTP/2 header block for an HTTP/1.1 answer head: `:status`, then every field the
     /// proxy forwards except message framing, with names lowercased.
     static func responseHeaders(_ head: ResponseHead, bytes: ByteBuffer) -> HPACKHeaders {
