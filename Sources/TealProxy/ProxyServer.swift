@@ -122,16 +122,20 @@ public final class ProxyServer: Sendable {
                     return try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
                 }
                 let limits = configuration.http2
+                try channel.pipeline.syncOperations.addHandler(HandshakeDeadline(loop: context), name: HandshakeDeadline.name)
                 return try channel.pipeline.syncOperations.addHandler(HTTP2PrefaceDetector { isHTTP2, channel in
+                    HandshakeDeadline.remove(from: channel)
                     if isHTTP2 { return Self.configureHTTP2(channel, limits: limits, context: context, isTLS: false) }
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator))
                     }
                 })
             }
+            try channel.pipeline.syncOperations.addHandler(HandshakeDeadline(loop: context), name: HandshakeDeadline.name)
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
             let limits = configuration.http2
             try channel.pipeline.syncOperations.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
+                HandshakeDeadline.remove(from: channel)
                 guard case .negotiated("h2") = result, limits.enabled else {
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ProxyHandler(loop: context, allocator: channel.allocator, isTLS: true))

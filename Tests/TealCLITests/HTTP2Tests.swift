@@ -155,6 +155,49 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("connections that never finish a TLS handshake or never show their protocol on the h2c port are closed after the header read timeout (10 s)")
+    func stalledHandshakes() async throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        try await ServedRouter.with(extraArguments: ["--h2c"], tlsArguments: certificates.arguments(["default", "shop", "api"])) { router in
+            let tls = try #require(router.tlsPort)
+            let script = certificates.directory.appendingPathComponent("stalled-handshakes.py")
+            try Self.stalledHandshakes.write(to: script, atomically: true, encoding: .utf8)
+            let run = try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(tls), String(router.proxyPort)], timeout: .seconds(30))
+            // Closed by Teal: after 10 s, give or take the 250 ms deadline sweep; not by the script's 20 s limit.
+            let seconds = run.output.split(whereSeparator: \.isWhitespace).compactMap { Double($0.split(separator: "=").last ?? "") }
+            #expect(seconds.count == 3 && seconds.allSatisfy { $0 >= 9.5 && $0 < 13 }, "\(run.output)")
+            let answer = try await curl(["-sS", "--http2-prior-knowledge", "http://127.0.0.1:\(router.proxyPort)/"])
+            #expect(answer.output == "blue\n", "\(answer.output) \(answer.error)")
+        }
+    }
+
+    /// Opens three connections that stall before their protocol is known: TLS with nothing sent,
+    /// TLS with the start of a ClientHello, and the plain port with half the HTTP/2 preface; prints
+    /// how long each took to be closed by the server (or 20 s).
+    static let stalledHandshakes = """
+        import socket, sys, time, select
+        tls, plain = int(sys.argv[1]), int(sys.argv[2])
+        sockets = [(socket.create_connection(("127.0.0.1", tls)), b""),
+                   (socket.create_connection(("127.0.0.1", tls)), bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])),
+                   (socket.create_connection(("127.0.0.1", plain)), b"PRI * HTTP/2.0\\r\\n")]
+        start = time.time()
+        for s, first in sockets:
+            if first:
+                s.sendall(first)
+        closed = {}
+        while len(closed) < len(sockets) and time.time() - start < 20:
+            ready, _, _ = select.select([s for s, _ in sockets if s not in closed], [], [], 0.1)
+            for s in ready:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    closed[s] = time.time() - start
+        print(" ".join(f"closed={closed.get(s, 20):.2f}" for s, _ in sockets))
+        """
+
     @Test("Expect: 100-continue over HTTP/2: the instance's 100 Continue reaches the client as an interim HEADERS, so the body goes without waiting")
     func expectContinue() async throws {
         try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
