@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import TealAdmin
+import TealCore
 import TealTestSupport
 
 @Suite("HTTP/2 clients of teal serve", .serialized)
@@ -48,6 +50,26 @@ struct HTTP2Tests {
             // At 1/1 the HEAD may go to either pool: the length is that of the body GET would get.
             let length = head.output.contains("x-backend: blue") ? "5" : "6"
             #expect(head.output.hasPrefix("HTTP/2 200") && head.output.contains("content-length: \(length)\r\n"), "\(head.output)")
+        }
+    }
+
+    @Test("preview access over HTTP/2: the preview header, or the cookie in any of the request's cookie fields, reaches green whatever the split")
+    func preview() async throws {
+        try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
+            try router.writeRoutes(blue: ["blue"], extra: "preview: {header: X-Teal-Pool, value: green, cookie: teal_pool}\n")
+            let admin = try AdminClient(address: "127.0.0.1:\(router.adminPort)", token: nil)
+            let _: ReloadSummary = try await admin.send("POST", "/v1/reload")
+            // One curl per request: curl 7.88 fails a second request on a reused prior-knowledge
+            // connection ("Error in the HTTP2 framing layer"; nginx's h2c does the same).
+            func answer(_ headers: [String]) async throws -> String {
+                let run = try await curl(["-sS", "--http2-prior-knowledge"] + headers.flatMap { ["-H", $0] } + ["http://127.0.0.1:\(router.proxyPort)/"])
+                return run.output + run.error
+            }
+            #expect(try await answer([]) == "blue\n")
+            #expect(try await answer(["x-teal-pool: green"]) == "green\n")
+            #expect(try await answer(["x-teal-pool: other"]) == "blue\n")
+            // HTTP/2 clients may send each cookie in a field of its own; Teal joins them.
+            #expect(try await answer(["cookie: a=1", "cookie: teal_pool=green"]) == "green\n")
         }
     }
 
