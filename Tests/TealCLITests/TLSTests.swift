@@ -21,6 +21,27 @@ struct TLSTests {
                        + (verify ? ["--cacert", certificates.path("ca.pem")] : ["-k"]) + extra)
     }
 
+    @Test("TLS 1.0 and 1.1 and CBC cipher suites are refused in the handshake")
+    func oldProtocolsRefused() async throws {
+        try await Self.withTLSRouter { _, _, port in
+            // openssl's client at security level 0 offers what Debian's default settings hide.
+            func handshake(_ options: [String]) async throws -> String {
+                // Standard input at its end, so s_client leaves after the handshake.
+                try await TealProcess.runCommand(["/bin/sh", "-c", "exec openssl s_client \"$@\" </dev/null", "s_client",
+                                                  "-connect", "127.0.0.1:\(port)", "-servername", "shop.test",
+                                                  "-cipher", "DEFAULT:@SECLEVEL=0"] + options, timeout: .seconds(10)).output
+            }
+            for version in ["-tls1", "-tls1_1"] {
+                let old = try await handshake([version])
+                #expect(old.contains("alert protocol version") && old.contains("Cipher is (NONE)"), "\(version): \(old)")
+            }
+            let cbc = try await handshake(["-tls1_2", "-cipher", "AES128-SHA:@SECLEVEL=0"])
+            #expect(cbc.contains("handshake failure") && cbc.contains("Cipher is (NONE)"), "\(cbc)")
+            let modern = try await handshake(["-tls1_2"])
+            #expect(modern.contains("Cipher is ECDHE-ECDSA-AES") || modern.contains("Cipher is ECDHE-ECDSA-CHACHA20"), "\(modern)")
+        }
+    }
+
     @Test("HTTPS end to end: SNI picks the certificate (exact, wildcard, default), TLS 1.2 and 1.3, X-Forwarded-Proto https")
     func sniAndForwarding() async throws {
         try await Self.withTLSRouter { router, certificates, port in
