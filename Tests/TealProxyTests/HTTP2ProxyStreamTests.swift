@@ -43,6 +43,9 @@ struct HTTP2ProxyStreamTests {
         #expect(problem(with([(":path", "/again")])) == ":path given twice")
         #expect(problem(with([(":protocol", "websocket")])) == "unknown pseudo-header field :protocol")
         #expect(problem(HPACKHeaders([(":method", "GET"), (":path", "/")])) == "no :scheme or :path")
+        #expect(problem(with([], replacing: [":path": "http://other.test/x"])) == ":path is neither a path nor * for OPTIONS")
+        #expect(problem(with([], replacing: [":path": "*"])) == ":path is neither a path nor * for OPTIONS")
+        #expect(problem(with([], replacing: [":path": "*", ":method": "OPTIONS"])) == nil)
         #expect(problem(HPACKHeaders([(":method", "CONNECT"), (":authority", "a:443")])) == nil)
         #expect(problem(HPACKHeaders([(":method", "CONNECT"), (":authority", "a:443"), (":path", "/")])) == "CONNECT needs :authority only")
     }

@@ -173,10 +173,10 @@ final class HTTP2ProxyStream {
     /// these checks, 11.3–13.0 µs with NIOHTTP2's). The rules: field names lowercase tokens,
     /// values without NUL, CR or LF and without surrounding blanks, no connection-specific
     /// fields, `te` only `trailers`, only the four request pseudo-header fields, each once and
-    /// before the others, `:method` always and `:scheme` and a non-empty `:path` unless CONNECT;
-    /// the pseudo-header values must fit an HTTP/1.1 request line. Nothing that could split a
-    /// line reaches the rendered head, and the proxy handler then parses it with the HTTP/1.1
-    /// rules and refuses what they refuse.
+    /// before the others, `:method` always, and `:scheme` and a `:path` that starts with `/`
+    /// (`*` for OPTIONS) unless CONNECT; the pseudo-header values must fit an HTTP/1.1 request
+    /// line. Nothing that could split a line reaches the rendered head, and the proxy handler
+    /// then parses it with the HTTP/1.1 rules and refuses what they refuse.
     static func renderRequestHead(_ headers: HPACKHeaders, endStream: Bool, into buffer: inout ByteBuffer) throws(MalformedRequest) -> Bool {
         var method: String?, path: String?, authority: String?, scheme: String?
         var regular = false
@@ -204,6 +204,11 @@ final class HTTP2ProxyStream {
             guard authority != nil, path == nil, scheme == nil else { throw MalformedRequest(reason: "CONNECT needs :authority only") }
         } else {
             guard scheme != nil, let path, !path.isEmpty else { throw MalformedRequest(reason: "no :scheme or :path") }
+            // Origin form, or `*` for OPTIONS (RFC 9113 §8.3.1): an absolute URI here would route
+            // by its own authority instead of `:authority`.
+            guard path.utf8.first == UInt8(ascii: "/") || (path == "*" && method == "OPTIONS") else {
+                throw MalformedRequest(reason: ":path is neither a path nor * for OPTIONS")
+            }
         }
         buffer.writeString(method)
         buffer.writeStaticString(" ")
