@@ -110,6 +110,10 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // NIOHTTP2 sends several events per stream that nothing after this handler needs; a
+        // type comparison drops them without a dynamic cast per candidate type.
+        let type = ObjectIdentifier(Swift.type(of: event))
+        if type == Self.streamCreated || type == Self.windowUpdated || type == Self.bulkWindowChange { return }
         switch event {
         case let closed as StreamClosedEvent:
             guard let stream = streams.removeValue(forKey: closed.streamID) else { return }
@@ -119,12 +123,14 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
             }
         case is ChannelShouldQuiesceEvent:
             goAway()
-        case is NIOHTTP2StreamCreatedEvent, is NIOHTTP2WindowUpdatedEvent, is NIOHTTP2BulkStreamWindowChangeEvent:
-            break  // several per stream; nothing after this handler needs them
         default:
             context.fireUserInboundEventTriggered(event)
         }
     }
+
+    private static let streamCreated = ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self)
+    private static let windowUpdated = ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self)
+    private static let bulkWindowChange = ObjectIdentifier(NIOHTTP2BulkStreamWindowChangeEvent.self)
 
     /// A client NIOHTTP2 caught abusing the connection — a rapid-reset flood (CVE-2023-44487),
     /// floods of control or empty frames, too many stream errors or glitches — is closed right
