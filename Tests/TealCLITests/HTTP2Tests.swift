@@ -410,6 +410,34 @@ struct HTTP2Tests {
         print(body.decode())
         """
 
+    @Test("an instance that answers before the upload is over: the whole answer reaches the HTTP/2 client, then RST_STREAM NO_ERROR stops the upload")
+    func earlyAnswer() async throws {
+        _ = try await Self.withPythonInstance(Self.earlyAnswerInstance) { port, script in
+            let upload = script.deletingLastPathComponent().appendingPathComponent("upload")
+            try Data(repeating: UInt8(ascii: "u"), count: 10_000_000).write(to: upload)
+            try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["early"], instances: ["early": port]) { router in
+                let run = try await TealProcess.runCommand(["/usr/bin/nghttp", "-v", "-d", upload.path, "http://127.0.0.1:\(router.proxyPort)/"],
+                                                           timeout: .seconds(20))
+                // The body, with END_STREAM, comes before the reset (a reset first would drop it).
+                let body = run.output.range(of: "too big"), reset = run.output.range(of: "recv RST_STREAM")
+                #expect(run.output.contains(":status: 413") && body != nil && reset != nil
+                        && body!.lowerBound < reset!.lowerBound && run.output.contains("NO_ERROR"), "\(run.output.suffix(1500))")
+            }
+        }
+    }
+
+    /// An HTTP/1.1 instance for one request that answers 413 as soon as it has the head, without
+    /// reading the body, and closes.
+    static let earlyAnswerInstance = instancePrelude + """
+        conn = accept_one()
+        head = b""
+        while b"\\r\\n\\r\\n" not in head:
+            head += conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 413 Payload Too Large\\r\\ncontent-length: 8\\r\\nconnection: close\\r\\n\\r\\ntoo big\\n")
+        conn.close()
+        print("answered")
+        """
+
     @Test("an upload to an instance that stops reading: Teal holds the client's credit, its memory stays flat, and the whole body arrives once the instance reads")
     func uploadToStalledInstance() async throws {
         let size = 48_000_000

@@ -194,6 +194,8 @@ struct HTTP2ProxyStreamTests {
         let (errorChannel, failing) = try connection()
         failing.respond(.noRoute, includeBody: true)
         failing.close()
-        #expect(try frames(errorChannel) == ["headers 404 end=false", "data teal: no route matched this request (no-route)\n end=true", "reset HTTP2ErrorCode<0x0 No Error>"])
+        // The request is still open, but its RST_STREAM NO_ERROR waits until NIOHTTP2 reports the
+        // answer's END_STREAM written (not here, without NIOHTTP2; the live test earlyAnswer covers it).
+        #expect(try frames(errorChannel) == ["headers 404 end=false", "data teal: no route matched this request (no-route)\n end=true"])
     }
 }

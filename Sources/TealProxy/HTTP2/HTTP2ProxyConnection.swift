@@ -165,7 +165,11 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     func wroteFrame(_ frame: HTTP2Frame) {
         switch frame.payload {
         case .data(let data):
-            streams[frame.streamID]?.sent(data.data.readableBytes)
+            guard let stream = streams[frame.streamID] else { return }
+            stream.sent(data.data.readableBytes)
+            if data.endStream { stream.endStreamWritten() }
+        case .headers(let headers) where headers.endStream:
+            streams[frame.streamID]?.endStreamWritten()
         case .goAway(_, let code, _) where code != .noError:
             // Only NIOHTTP2 sends GOAWAY with an error (Teal's own say NO_ERROR): a connection
             // error, after which the connection must close (RFC 9113 §5.4.1). Errors that are
@@ -187,6 +191,18 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     func reset(_ id: HTTP2StreamID, _ code: HTTP2ErrorCode) {
         write(HTTP2Frame(streamID: id, payload: .rstStream(code)))
         flush()
+    }
+
+    /// `reset` once NIOHTTP2 is done writing the frame it is writing now (called from inside
+    /// that write), unless the stream has closed by then.
+    func resetAfterThisFrame(_ id: HTTP2StreamID, _ code: HTTP2ErrorCode) {
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let connection = bound.value
+            guard connection.streams[id] != nil else { return }
+            connection.reset(id, code)
+        }
     }
 
     /// Gives back connection-window credit for request bytes taken (or dropped), in batches of

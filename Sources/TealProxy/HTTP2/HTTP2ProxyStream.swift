@@ -52,6 +52,10 @@ final class HTTP2ProxyStream {
     static let queueHigh = 256 * 1024
     static let queueLow = 64 * 1024
     private var finished = false
+    /// The frame with the answer's END_STREAM has left NIOHTTP2's buffers.
+    private var endStreamOut = false
+    /// The answer is complete but the request is not: RST_STREAM NO_ERROR once END_STREAM is out.
+    private var resetWhenAnswered = false
 
     init(id: HTTP2StreamID, connection: HTTP2ProxyConnection) {
         self.id = id
@@ -432,6 +436,14 @@ final class HTTP2ProxyStream {
         }
     }
 
+    /// The HTTP/2 handler is writing the frame that ends the answer (END_STREAM).
+    func endStreamWritten() {
+        endStreamOut = true
+        guard resetWhenAnswered else { return }
+        resetWhenAnswered = false
+        connection.resetAfterThisFrame(id, .noError)
+    }
+
     /// The HTTP/2 handler encoded `count` DATA bytes of this stream (sent them on).
     func sent(_ count: Int) {
         queuedBytes -= count
@@ -460,7 +472,11 @@ final class HTTP2ProxyStream {
         if !answerComplete {
             connection.reset(id, .internalError)
         } else if !requestEnded {
-            connection.reset(id, .noError)
+            // A complete answer before the whole request: ask the client to stop sending (RFC
+            // 9113 §8.1), but only after the answer's last frame is out. NIOHTTP2 drops a
+            // stream's buffered DATA when RST_STREAM is written, so an earlier reset would cut
+            // the answer's body off.
+            if endStreamOut { connection.reset(id, .noError) } else { resetWhenAnswered = true }
         }
         connection.creditConnection(held)
         held = 0
