@@ -61,6 +61,9 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     private var readPending = false
     private var clientAddress: [UInt8] = []
     private var quiescing = false
+    /// The client shut its sending side (plain listeners): requests already received are
+    /// answered, then the connection closes.
+    private var clientInputClosed = false
     private var exchange = Exchange()
     private var upstream: UpstreamConnection?
     private var requestHead: ByteBuffer
@@ -193,6 +196,13 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            clientInputClosed = true
+            // Idle: what is left in `inbound` is at most part of a head that can no longer come
+            // whole. A request in progress is answered first (`finishExchange`); a tunnel ends.
+            if state == .idle || state == .tunnel { closeClient() }
+            return
+        }
         if event is ChannelShouldQuiesceEvent {
             quiescing = true
             // An idle connection gets a short grace: a request already on its way is answered
@@ -651,6 +661,12 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         state = .idle
         setDeadline(.idle, after: loop.configuration.clientIdleTimeout)
         if inbound.readableBytes > 0 { process() }
+        if clientInputClosed && state == .idle {
+            // Half-closed, and the pipelined requests it sent are answered.
+            flushToClient()
+            closeClient()
+            return
+        }
         resumeReadsIfNeeded()
     }
 

@@ -82,6 +82,10 @@ public final class ProxyServer: Sendable {
             .serverChannelOption(ChannelOptions.Types.SocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_REUSEPORT)), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
+            // A plain HTTP/1.1 client may shut its sending side after its request and still
+            // read the answer (RFC 9112 §9.6); ProxyHandler closes once it is answered. Over TLS
+            // the client's close_notify ends the connection, so half-closure stays off there.
+            .childChannelOption(.allowRemoteHalfClosure, value: tls == nil)
             .childChannelInitializer { [self] channel in
                 self.initialize(channel, tls: tls)
             }

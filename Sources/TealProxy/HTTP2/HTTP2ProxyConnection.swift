@@ -123,6 +123,10 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
             }
         case is ChannelShouldQuiesceEvent:
             goAway()
+        case let channelEvent as ChannelEvent where channelEvent == .inputClosed:
+            // An h2c client shut its sending side: it can send no more window updates or
+            // requests, so the connection ends.
+            context.close(promise: nil)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -314,5 +318,15 @@ final class HTTP2PrefaceDetector: ChannelInboundHandler, RemovableChannelHandler
                 context.close(promise: nil)
             }
         }
+    }
+
+    /// A client that shuts its sending side before its first bytes show the protocol will send
+    /// no request.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if !decided, let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
