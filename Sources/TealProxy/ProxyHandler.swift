@@ -199,8 +199,10 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
             clientInputClosed = true
             // Idle: what is left in `inbound` is at most part of a head that can no longer come
-            // whole. A request in progress is answered first (`finishExchange`); a tunnel ends.
-            if state == .idle || state == .tunnel { closeClient() }
+            // whole. A request in progress is answered first (`finishExchange`), unless its body
+            // can no longer come whole either; a tunnel ends.
+            let bodyCut = (state == .connecting || state == .forwarding) && !exchange.requestDone && inbound.readableBytes == 0
+            if state == .idle || state == .tunnel || bodyCut { closeClient() }
             return
         }
         if event is ChannelShouldQuiesceEvent {

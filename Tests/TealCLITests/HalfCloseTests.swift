@@ -4,7 +4,7 @@ import TealTestSupport
 
 @Suite("HTTP/1.1 clients that shut their sending side", .serialized)
 struct HalfCloseTests {
-    @Test("requests sent before a half-close are answered, then Teal closes; a half-sent head just closes",
+    @Test("requests sent before a half-close are answered, then Teal closes; a half-sent head or body just closes",
           arguments: [false, true])
     func halfClose(h2c: Bool) async throws {
         try await ServedRouter.with(extraArguments: h2c ? ["--h2c"] : []) { router in
@@ -16,13 +16,14 @@ struct HalfCloseTests {
             #expect(run.output.contains("pipelined=2 closed=True"), "\(run.output)")
             #expect(run.output.contains("upload=1 body=True closed=True"), "\(run.output)")
             #expect(run.output.contains("partial=b'' closed=True"), "\(run.output)")
+            #expect(run.output.contains("cut-body=b'' closed=True quickly=True"), "\(run.output)")
         }
     }
 
     /// Sends each request (or part of one), shuts its sending side, and reads until Teal closes
     /// the connection (or 5 s pass); prints the answers it counted and whether Teal closed.
     static let client = HTTP2Tests.readToClose + """
-        import sys
+        import sys, time
         port = int(sys.argv[1])
         def half_close(payload):
             s = socket.create_connection(("127.0.0.1", port))
@@ -38,5 +39,8 @@ struct HalfCloseTests {
         print(f"upload={up.count(b'HTTP/1.1 200')} body={b'x-body-bytes: 5' in up.lower()} closed={closed}")
         partial, closed = half_close(b"GET / HTTP/1.1\\r\\nHost: sh")
         print(f"partial={partial[:20]} closed={closed}")
+        started = time.time()
+        cut, closed = half_close(b"POST / HTTP/1.1\\r\\nHost: shop.test\\r\\nContent-Length: 10\\r\\n\\r\\nhello")
+        print(f"cut-body={cut[:20]} closed={closed} quickly={time.time() - started < 3}")
         """
 }
