@@ -200,9 +200,8 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
             clientInputClosed = true
             // Idle: what is left in `inbound` is at most part of a head that can no longer come
             // whole. A request in progress is answered first (`finishExchange`), unless its body
-            // can no longer come whole either; a tunnel ends.
-            let bodyCut = (state == .connecting || state == .forwarding) && !exchange.requestDone && inbound.readableBytes == 0
-            if state == .idle || state == .tunnel || bodyCut { closeClient() }
+            // can no longer come whole either (`closeIfBodyCut`); a tunnel ends.
+            if state == .idle || state == .tunnel { closeClient() } else { closeIfBodyCut() }
             return
         }
         if event is ChannelShouldQuiesceEvent {
@@ -292,8 +291,17 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
             scanned = 0
         }
         flushUpstream()
+        closeIfBodyCut()
         // Reads held back while the request waited (for a connection, say) may go on now.
         resumeReadsIfNeeded()
+    }
+
+    /// A half-closed client whose request body has not all come, with nothing of it left to
+    /// forward: it never will, so the exchange ends now rather than at the body deadline.
+    private func closeIfBodyCut() {
+        guard clientInputClosed, state == .connecting || state == .forwarding,
+              !exchange.requestDone, inbound.readableBytes == 0 else { return }
+        closeClient()
     }
 
     /// Tries to read a request head and dispatch it; returns whether it made progress.
