@@ -546,7 +546,15 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         connection.client = nil
         writePendingResponseHead()
         stream?.responseEnd()
-        if reusable && exchange.requestDone { loop.connections.release(connection) } else { connection.close() }
+        if reusable && exchange.requestDone {
+            loop.connections.release(connection)
+        } else {
+            connection.close()
+            // The upstream's read-complete, which flushes what its reads wrote to the client,
+            // does not come for a connection closed while it reads (`Connection: close` from
+            // the instance) or already closed (a body that ran until the close): flush now.
+            flushToClient()
+        }
         record(.response(status: exchange.status), clientStatus: exchange.status)
         reportSuccess()
         finishExchange()

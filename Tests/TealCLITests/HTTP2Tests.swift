@@ -359,17 +359,21 @@ struct HTTP2Tests {
     }
 
     /// Python for `withPythonInstance`: `accept_one()` listens on the port given as the script's
-    /// argument, touches `<script>.listening`, and returns the first connection.
+    /// argument (the first time; then touches `<script>.listening`) and returns the next
+    /// connection.
     static let instancePrelude = """
         import socket, sys
+        server = None
         def accept_one(receive_buffer=None):
-            server = socket.socket()
-            if receive_buffer:
-                server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-            server.bind(("127.0.0.1", int(sys.argv[1])))
-            server.listen(4)
-            open(sys.argv[0] + ".listening", "w").close()
-            server.settimeout(30)
+            global server
+            if server is None:
+                server = socket.socket()
+                if receive_buffer:
+                    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+                server.bind(("127.0.0.1", int(sys.argv[1])))
+                server.listen(4)
+                open(sys.argv[0] + ".listening", "w").close()
+                server.settimeout(30)
             conn, _ = server.accept()
             conn.settimeout(30)
             return conn
