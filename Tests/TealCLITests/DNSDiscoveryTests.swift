@@ -78,7 +78,11 @@ struct DNSDiscoveryTests {
         // The interval drives re-resolution by itself.
         let before = resolver.asked.load(ordering: .relaxed)
         let service = Task { try await router.discovery.run() }
-        try await Task.sleep(for: .milliseconds(700))
+        // Two re-resolutions at the 200 ms interval; waited for up to 3 s, since a loaded
+        // machine (the whole suite in parallel) can start the task late.
+        for _ in 0..<30 where resolver.asked.load(ordering: .relaxed) - before < 2 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         service.cancel()
         #expect(resolver.asked.load(ordering: .relaxed) - before >= 2)
 
