@@ -22,7 +22,6 @@ final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     let upstream: Upstream
-    private let pool: UpstreamConnectionPool
     private var context: ChannelHandlerContext?
     private(set) var phase = Phase.idle
     /// The client connection the current exchange belongs to.
@@ -41,9 +40,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     /// have ended and detached it by then).
     private var clientToFlush: ProxyHandler?
 
-    init(upstream: Upstream, pool: UpstreamConnectionPool) {
+    init(upstream: Upstream) {
         self.upstream = upstream
-        self.pool = pool
     }
 
     /// Whether the connection can take a new request now.
@@ -141,7 +139,6 @@ final class UpstreamConnection: ChannelDuplexHandler {
         let previous = phase
         phase = .closed
         reusable = false
-        pool.connectionClosed(self)
         guard let client else { return }
         switch previous {
         case .body(let tracker) where tracker.untilClose:

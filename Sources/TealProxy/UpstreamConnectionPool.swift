@@ -62,7 +62,7 @@ final class UpstreamConnectionPool {
                     if let tls = upstream.tls {
                         try channel.pipeline.syncOperations.addHandler(try tls.handler(for: upstream.address))
                     }
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(upstream: upstream, pool: pool.value))
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(upstream: upstream))
                 }
             }
         let connected = upstream.socketAddress.map { bootstrap.connect(to: $0) }
@@ -72,6 +72,10 @@ final class UpstreamConnectionPool {
             let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
             pool.value.opened += 1
             pool.value.open += 1
+            // Counted closed by the channel's close future, which always completes: a connection
+            // closed from inside this connect's callbacks (a request failing on a fresh
+            // connection) never sees channelInactive, and was counted open forever.
+            channel.closeFuture.assumeIsolated().whenComplete { _ in pool.value.connectionClosed(connection) }
             return connection
         }.flatMapErrorThrowing { error in
             pool.value.countOpen(upstream.id, by: -1)
@@ -79,7 +83,7 @@ final class UpstreamConnectionPool {
         }
     }
 
-    /// Called by a connection when it closes.
+    /// Called when a connection's channel has closed.
     func connectionClosed(_ connection: UpstreamConnection) {
         open -= 1
         let id = connection.upstream.id

@@ -124,14 +124,18 @@ final class ServedRouter: @unchecked Sendable {
     /// `/metrics`. Fixed sleeps are too short when the machine is loaded.
     func waitUntilRequestInFlight() async throws {
         for _ in 0..<200 {
-            let metrics = try await curl(["-s", "http://127.0.0.1:\(adminPort)/metrics"])
-            let busy = metrics.output.split(separator: "\n").contains {
-                $0.hasPrefix("teal_upstream_connections{") && $0.contains("state=\"busy\"") && !$0.hasSuffix(" 0") && !$0.hasSuffix(" 0.0")
-            }
-            if busy { return }
+            if try await anyUpstreamConnectionBusy() { return }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TealProcess.Failure("no request reached an instance within 10 s")
+    }
+
+    /// Whether `/metrics` counts any upstream connection busy (a request in flight, or opening).
+    func anyUpstreamConnectionBusy() async throws -> Bool {
+        let metrics = try await curl(["-s", "http://127.0.0.1:\(adminPort)/metrics"])
+        return metrics.output.split(separator: "\n").contains {
+            $0.hasPrefix("teal_upstream_connections{") && $0.contains("state=\"busy\"") && !$0.hasSuffix(" 0") && !$0.hasSuffix(" 0.0")
+        }
     }
 
     func events() async throws -> [EventView] {

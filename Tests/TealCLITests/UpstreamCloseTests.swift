@@ -37,4 +37,32 @@ struct UpstreamCloseTests {
         }
         #expect(served.contains("served 3"), "\(served)")
     }
+
+    @Test("a request that fails on a freshly opened upstream connection (an invalid chunked body) leaves no connection counted busy, so drains do not wait for it")
+    func failureOnFreshConnection() async throws {
+        try await ServedRouter.with { router in
+            let script = FileManager.default.temporaryDirectory.appendingPathComponent("teal-bad-chunk-\(UUID().uuidString).py")
+            try Self.badChunk.write(to: script, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: script) }
+            // No idle connection yet: the request opens one, and its body fails once it is open.
+            let run = try await TealProcess.runCommand(["/usr/bin/python3", script.path, String(router.proxyPort)], timeout: .seconds(20))
+            #expect(run.output.contains("HTTP/1.1 400"), "\(run.output)")
+            var busy = true
+            for _ in 0..<40 where busy {
+                try await Task.sleep(for: .milliseconds(50))
+                busy = try await router.anyUpstreamConnectionBusy()
+            }
+            #expect(!busy, "an upstream connection is still counted busy")
+        }
+    }
+
+    /// Sends a chunked upload whose second chunk-size line is empty, and prints the answer's
+    /// first line.
+    static let badChunk = HTTP2Tests.readToClose + """
+        import sys
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        s.sendall(b"POST / HTTP/1.1\\r\\nHost: shop.test\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n5\\r\\nhello\\r\\n\\r\\n")
+        received, _ = read_to_close(s)
+        print(received.split(b"\\r\\n")[0].decode())
+        """
 }
