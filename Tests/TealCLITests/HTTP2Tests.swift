@@ -166,8 +166,7 @@ struct HTTP2Tests {
     @Test("many concurrent uploads on one connection, together past the connection window: all arrive (credit is not stranded per stream)")
     func concurrentUploads() async throws {
         try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-upload-\(UUID().uuidString)")
-            try Data(repeating: UInt8(ascii: "u"), count: 300_000).write(to: file)
+            let file = try Self.uploadFile(bytes: 300_000)
             defer { try? FileManager.default.removeItem(at: file) }
             // 20 streams × 300 kB = 6 MB in flight against a 4 MiB connection window; h2load
             // (Debian's nghttp2-client) sends every stream's body as its windows allow.
@@ -223,8 +222,7 @@ struct HTTP2Tests {
     @Test("Expect: 100-continue over HTTP/2: the instance's 100 Continue reaches the client as an interim HEADERS, so the body goes without waiting")
     func expectContinue() async throws {
         try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-expect-\(UUID().uuidString)")
-            try Data(repeating: UInt8(ascii: "e"), count: 2_000_000).write(to: file)
+            let file = try Self.uploadFile(bytes: 2_000_000)
             defer { try? FileManager.default.removeItem(at: file) }
             // curl waits up to --expect100-timeout for the 100 before it sends the body anyway.
             let upload = try await curl(["-sS", "--http2-prior-knowledge", "-H", "Expect: 100-continue", "--expect100-timeout", "8",
@@ -511,6 +509,13 @@ struct HTTP2Tests {
         conn.close()
         print(answer.decode())
         """
+
+    /// A temporary file of `bytes` bytes to upload; the caller removes it.
+    static func uploadFile(bytes: Int) throws -> URL {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-upload-\(UUID().uuidString)")
+        try Data(repeating: UInt8(ascii: "u"), count: bytes).write(to: file)
+        return file
+    }
 
     /// VmRSS of a process, in bytes.
     static func residentBytes(_ pid: Int32) -> Int {

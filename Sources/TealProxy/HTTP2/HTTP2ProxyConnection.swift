@@ -136,20 +136,6 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     private static let windowUpdated = ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self)
     private static let bulkWindowChange = ObjectIdentifier(NIOHTTP2BulkStreamWindowChangeEvent.self)
 
-    /// A client NIOHTTP2 caught abusing the connection — a rapid-reset flood (CVE-2023-44487),
-    /// floods of control or empty frames, too many stream errors or glitches — is closed right
-    /// after the GOAWAY instead of being left to linger.
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames, is NIOHTTP2Errors.ExcessiveEmptyDataFrames,
-             is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveNumberOfGlitches:
-            // NIOHTTP2 has written its GOAWAY: it goes out before the close.
-            closeAfterFlush(context)
-        default:
-            context.fireErrorCaught(error)
-        }
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         let remaining = streams.values
         streams = [:]
@@ -169,16 +155,15 @@ final class HTTP2ProxyConnection: ChannelDuplexHandler, NIOHTTP2FrameDelegate, D
     func wroteFrame(_ frame: HTTP2Frame) {
         switch frame.payload {
         case .data(let data):
-            guard let stream = streams[frame.streamID] else { return }
-            stream.sent(data.data.readableBytes)
-            if data.endStream { stream.endStreamWritten() }
+            streams[frame.streamID]?.sent(data.data.readableBytes, endStream: data.endStream)
         case .headers(let headers) where headers.endStream:
             streams[frame.streamID]?.endStreamWritten()
         case .goAway(_, let code, _) where code != .noError:
             // Only NIOHTTP2 sends GOAWAY with an error (Teal's own say NO_ERROR): a connection
-            // error, after which the connection must close (RFC 9113 §5.4.1). Errors that are
-            // not among the floods errorCaught knows — a CONTINUATION flood, a frame that breaks
-            // the protocol — would otherwise leave it open, reading and dropping what comes.
+            // error, after which the connection must close (RFC 9113 §5.4.1). That covers the
+            // abusers NIOHTTP2 catches (a rapid-reset flood, CVE-2023-44487; floods of control,
+            // empty DATA or CONTINUATION frames; too many stream errors or glitches) and any
+            // frame that breaks the protocol; left open, such a connection would linger.
             if let context { closeAfterFlush(context) }
         default:
             break

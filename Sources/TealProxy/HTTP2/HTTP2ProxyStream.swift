@@ -134,12 +134,12 @@ final class HTTP2ProxyStream {
         guard endStream, !requestEnded else { return }
         var section = ByteBuffer()
         for (name, value, _) in headers {
-            guard Self.isFieldName(name), Self.isFieldValue(value), !Self.connectionSpecific.contains(name) else {
+            guard Self.isFieldName(name), Self.isFieldValue(value), !Self.isConnectionSpecific(name) else {
                 closed()
                 connection.reset(id, .protocolError)
                 return
             }
-            guard chunkedRequest, !Self.notInTrailers.contains(name) else { continue }
+            guard chunkedRequest, !Self.isNotForTrailers(name) else { continue }
             section.writeString(name)
             section.writeStaticString(": ")
             section.writeString(value)
@@ -228,9 +228,8 @@ final class HTTP2ProxyStream {
         for (name, value, _) in headers where name.utf8.first != UInt8(ascii: ":") {
             guard Self.isFieldName(name) else { throw MalformedRequest(reason: "field name \(name) is not a lowercase token") }
             guard Self.isFieldValue(value) else { throw MalformedRequest(reason: "field \(name) has a value with NUL, CR, LF or surrounding blanks") }
+            if Self.isConnectionSpecific(name) { throw MalformedRequest(reason: "connection-specific field \(name)") }
             switch name {
-            case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-                throw MalformedRequest(reason: "connection-specific field \(name)")
             case "te":
                 guard value == "trailers" else { throw MalformedRequest(reason: "te other than trailers") }
                 continue
@@ -341,29 +340,39 @@ final class HTTP2ProxyStream {
     /// options), left out.
     static func trailerFields(_ section: [UInt8]) -> HPACKHeaders {
         var fields = HPACKHeaders()
-        var lineStart = 0
-        while lineStart < section.count {
-            guard let cr = section[lineStart...].firstIndex(of: HTTPBytes.cr), cr > lineStart else { break }
-            let line = section[lineStart..<cr]
-            lineStart = cr + 2
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
-                  line[..<colon].allSatisfy(HTTPBytes.isTokenChar) else { continue }
-            let name = String(decoding: line[..<colon].map(HTTPBytes.lower), as: UTF8.self)
-            guard !Self.notInTrailers.contains(name) else { continue }
-            var value = line[(colon + 1)...]
-            while let first = value.first, first == HTTPBytes.sp || first == HTTPBytes.htab { value = value.dropFirst() }
-            while let last = value.last, last == HTTPBytes.sp || last == HTTPBytes.htab { value = value.dropLast() }
-            fields.add(name: name, value: String(decoding: value, as: UTF8.self))
+        section.withUnsafeBytes { raw in
+            var lineStart = 0
+            while lineStart < raw.count {
+                guard let cr = raw[lineStart...].firstIndex(of: HTTPBytes.cr), cr > lineStart else { break }
+                let line = lineStart..<cr
+                lineStart = cr + 2
+                guard let colon = raw[line].firstIndex(of: HTTPBytes.colon), colon > line.lowerBound,
+                      raw[line.lowerBound..<colon].allSatisfy(HTTPBytes.isTokenChar) else { continue }
+                let name = String(decoding: raw[line.lowerBound..<colon].map(HTTPBytes.lower), as: UTF8.self)
+                guard !Self.isNotForTrailers(name) else { continue }
+                let value = HTTPBytes.trimmed(raw, (colon + 1)..<line.upperBound)
+                fields.add(name: name, value: String(decoding: raw[value], as: UTF8.self))
+            }
         }
         return fields
     }
 
-    /// Fields HTTP/2 forbids in any field section (RFC 9113 §8.2.2).
-    static let connectionSpecific: Set<String> = ["connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade"]
+    /// A field HTTP/2 forbids in any field section (RFC 9113 §8.2.2).
+    static func isConnectionSpecific(_ name: String) -> Bool {
+        switch name {
+        case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade": true
+        default: false
+        }
+    }
 
-    /// Fields not forwarded in trailers either way: message framing and routing, and the
+    /// A field not forwarded in trailers either way: message framing and routing, and the
     /// connection-specific ones.
-    static let notInTrailers = connectionSpecific.union(["content-length", "host", "te", "trailer"])
+    static func isNotForTrailers(_ name: String) -> Bool {
+        switch name {
+        case "content-length", "host", "te", "trailer": true
+        default: isConnectionSpecific(name)
+        }
+    }
 
     /// Answer body bytes as the upstream sent them (still chunk-framed when chunked).
     func responseBody(_ bytes: ByteBuffer) {
@@ -444,8 +453,10 @@ final class HTTP2ProxyStream {
         connection.resetAfterThisFrame(id, .noError)
     }
 
-    /// The HTTP/2 handler encoded `count` DATA bytes of this stream (sent them on).
-    func sent(_ count: Int) {
+    /// The HTTP/2 handler encoded `count` DATA bytes of this stream (sent them on), in a frame
+    /// that ends the answer when `endStream`.
+    func sent(_ count: Int, endStream: Bool) {
+        if endStream { endStreamWritten() }
         queuedBytes -= count
         if queueFull && queuedBytes <= Self.queueLow {
             queueFull = false
