@@ -7,7 +7,8 @@ public protocol AdminBackend: Sendable {
     func routes() -> [RouteView]
     func route(named name: String) -> RouteView?
     /// `who` names the requester; its first word is the journal's source (`api`, `cli`).
-    func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError)
+    /// Returns the route with the split this call set.
+    func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError) -> RouteView
     func startRollout(route: String, request: RolloutRequest, by who: String) async throws(AdminError) -> RolloutView
     func rollout(route: String) throws(AdminError) -> RolloutView
     func rolloutAction(_ action: String, route: String, by who: String) async throws(AdminError) -> RolloutView

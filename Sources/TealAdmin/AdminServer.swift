@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import NIOCore
 import Logging
 import TealCore
 
@@ -11,6 +13,15 @@ public struct AdminConfiguration: Sendable {
     public var token: String?
     /// The Alertmanager label whose value names the route a firing alert rolls back.
     public var alertRouteLabel = AdminServer.defaultRouteLabel
+    /// The most connections the admin listener holds open; at the limit a new connection
+    /// replaces the longest idle one (`AdminConnectionLimiter`). Kept far below the proxy's
+    /// connection limit, so the admin port can never use up the descriptors the proxy needs.
+    public var maxConnections = 128
+    /// A connection with no request in progress is closed after this long: it bounds both the
+    /// wait for a request head (a half-sent head counts as idle) and keep-alive idleness.
+    public var idleTimeout: Duration = .seconds(10)
+    /// A request's body must have arrived this long after its head, or the connection is closed.
+    public var requestTimeout: Duration = .seconds(30)
 
     public init(host: String = "127.0.0.1", port: Int = 9901, token: String? = nil,
                 alertRouteLabel: String = AdminServer.defaultRouteLabel) {
@@ -66,9 +77,7 @@ public enum AdminServer {
             guard let split = Split(blue: body.blue, green: body.green) else {
                 throw AdminError.badRequest("split \(body.blue)/\(body.green) is not valid: weights are 0...\(Split.maxWeight) and not both 0")
             }
-            try await backend.setSplit(split, route: name, by: requester(request))
-            guard let route = backend.route(named: name) else { throw AdminError.notFound("no route named \(name)") }
-            return try json(route)
+            return try json(try await backend.setSplit(split, route: name, by: requester(request)))
         }
         v1.post("routes/:route/rollout") { request, context in
             let name = try context.parameters.require("route")
@@ -121,10 +130,17 @@ public enum AdminServer {
     }
 
     /// The admin application on `configuration`'s address.
+    /// The admin application on `configuration`'s address, bounded by its connection limit and
+    /// timeouts.
     public static func application(backend: any AdminBackend, configuration: AdminConfiguration,
                                    logger: Logger) throws(AdminError) -> some ApplicationProtocol {
         try configuration.validate()
+        let limiter = AdminConnectionLimiter(limit: configuration.maxConnections,
+                                             requestTimeout: TimeAmount(configuration.requestTimeout), logger: logger)
+        let http = HTTP1Channel.Configuration(additionalChannelHandlers: [limiter.makeHandler()],
+                                              idleTimeout: TimeAmount(configuration.idleTimeout))
         return Application(router: router(backend: backend, token: configuration.token, routeLabel: configuration.alertRouteLabel),
+                           server: .http1(configuration: http),
                            configuration: .init(address: .hostname(configuration.host, port: configuration.port),
                                                 serverName: "teal-admin"),
                            logger: logger)
@@ -215,9 +231,11 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// Compares every byte whatever the first difference, so timing does not tell how much matched.
     static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        // The whole length difference counts: truncated to a byte, a token followed by 256 NULs
+        // would match.
+        var difference = a.count ^ b.count
         for index in 0..<max(a.count, b.count) {
-            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+            difference |= Int((index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0))
         }
         return difference == 0
     }

@@ -11,6 +11,7 @@ extension ConfigNode {
             throw error("\"\(text)\" is not a duration; expected a number and a unit (ms, s, m or h), e.g. 250ms or 30s")
         }
         guard duration > .zero else { throw error("expected a duration greater than 0, found \(text)") }
+        guard duration <= longestDuration else { throw error("\(text) is too long; the longest duration is \(formatDuration(longestDuration))") }
         return duration
     }
 

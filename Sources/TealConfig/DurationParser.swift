@@ -24,12 +24,19 @@ public func parseDuration(_ text: some StringProtocol) -> Duration? {
     return .nanoseconds(product / divisor)
 }
 
+/// The longest duration a route file or an API request may give (8760h, a year): longer ones are
+/// refused, so no timer or deadline arithmetic ever sees a value near its limits.
+public let longestDuration = Duration.seconds(365 * 86_400)
+
 /// Writes a duration the way `parseDuration` reads it, in the largest unit that is exact:
 /// `1h`, `5m`, `30s`, `250ms`, otherwise fractional seconds (`0.0015s`). Sub-nanosecond parts
 /// are dropped.
 public func formatDuration(_ duration: Duration) -> String {
     let (seconds, attoseconds) = duration.components
-    let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    let (nanoseconds, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+    // Beyond Int64 nanoseconds (about 292 years) whole seconds are exact enough.
+    guard !overflow, !carry else { return "\(seconds)s" }
     guard nanoseconds != 0 else { return "0s" }
     let units: [(suffix: String, nanoseconds: Int64)] = [
         ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000),

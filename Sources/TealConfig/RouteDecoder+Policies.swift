@@ -7,7 +7,11 @@ extension RouteDecoder {
         let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback", "onNoTraffic", "hooks", "autoStart"])
         let stepsNode = try keys.required("steps", expecting: "a list of splits, e.g. [6/0, 2/4, 0/6]")
         var steps: [PlanStep] = []
-        for item in try stepsNode.list(of: "splits like 2/4") {
+        let items = try stepsNode.list(of: "splits like 2/4")
+        if items.count > InputLimits.planSteps {
+            throw stepsNode.error("\(items.count) steps given; a plan has at most \(InputLimits.planSteps)")
+        }
+        for item in items {
             steps.append(try step(item))
         }
         guard !steps.isEmpty else { throw stepsNode.error("expected at least one step, e.g. [6/0, 2/4, 0/6]") }

@@ -80,7 +80,11 @@ enum RouteDecoder {
     /// twice, nor be in `taken` (the blue pool's, when reading green).
     private static func pool(_ node: ConfigNode, isBlue: Bool, taken: Set<InstanceAddress>) throws(ConfigError) -> PoolSpec {
         let keys = try node.mapping(keys: ["version", "instances", "tls", "dns", "resolveEvery"])
-        let version = try keys.optional("version")?.string("a version string like \"1.4.2\"")
+        let versionNode = keys.optional("version")
+        let version = try versionNode?.string("a version string like \"1.4.2\"")
+        if let version, let versionNode, version.count > InputLimits.versionLength {
+            throw versionNode.error("the version is \(version.count) characters long; at most \(InputLimits.versionLength) are allowed")
+        }
         var dns: DNSDiscovery?
         if let dnsNode = keys.optional("dns") {
             if keys.optional("instances") != nil {
@@ -105,6 +109,9 @@ enum RouteDecoder {
         let items = try instancesNode?.list(of: "host:port strings") ?? []
         if isBlue, items.isEmpty, let instancesNode {
             throw instancesNode.error("expected at least one host:port, found an empty list; e.g. [127.0.0.1:9101]")
+        }
+        if items.count > InputLimits.poolInstances, let instancesNode {
+            throw instancesNode.error("\(items.count) instances listed; a pool has at most \(InputLimits.poolInstances)")
         }
         var instances: [InstanceAddress] = []
         for item in items {

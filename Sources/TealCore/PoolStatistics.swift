@@ -64,18 +64,24 @@ public struct PoolStatistics: Sendable, Hashable {
 
     public init() {}
 
-    /// Errors of every kind: 5xx, connect errors, timeouts, invalid responses, no instance.
-    public var errors: UInt64 { serverErrors + connectErrors + timeouts + invalidResponses + noHealthyInstance }
+    /// Errors of every kind: 5xx, connect errors, timeouts, invalid responses, no instance
+    /// (saturating: counts never wrap into a small number).
+    public var errors: UInt64 {
+        [connectErrors, timeouts, invalidResponses, noHealthyInstance].reduce(serverErrors, Self.saturatingSum)
+    }
 
-    /// Errors over requests, 0 when there were no requests.
-    public var errorRate: Double { requests == 0 ? 0 : Double(errors) / Double(requests) }
+    /// Errors over requests, 0 when there were no requests, at most 1.
+    public var errorRate: Double { requests == 0 ? 0 : min(1, Double(errors) / Double(requests)) }
 
     /// The latency below which a fraction `quantile` (0...1) of requests fell, as the upper bound of
     /// its bucket (so at most 25% above the true value); `nil` with no requests.
     public func latency(quantile: Double) -> Duration? {
-        let total = latencyBuckets.reduce(0, +)
+        let total = latencyBuckets.reduce(0, Self.saturatingSum)
         guard total > 0 else { return nil }
-        let rank = max(1, UInt64((quantile * Double(total)).rounded(.up)))
+        // In Double, then back with a range check: the product of a huge count can round above
+        // UInt64.max, and a NaN quantile must not trap.
+        let wanted = ((quantile.isNaN ? 1 : min(max(quantile, 0), 1)) * Double(total)).rounded(.up)
+        let rank = wanted >= Double(total) ? total : max(1, UInt64(wanted))
         var seen: UInt64 = 0
         for (index, count) in latencyBuckets.enumerated() {
             seen += count
@@ -98,13 +104,30 @@ public struct PoolStatistics: Sendable, Hashable {
     }
 
     /// The counts that happened after `earlier` (a snapshot of the same counters taken before).
+    /// A counter that went backwards (other counters, a reset) counts 0, never a wrapped-around
+    /// huge number; `isSeries(after:)` tells whether that happened.
     public func subtracting(_ earlier: PoolStatistics) -> PoolStatistics {
-        combined(with: earlier, &-)
+        combined(with: earlier) { $0 >= $1 ? $0 - $1 : 0 }
     }
 
-    /// The sum of two sets of counts.
+    /// The sum of two sets of counts, saturating at `UInt64.max`.
     public func adding(_ other: PoolStatistics) -> PoolStatistics {
-        combined(with: other, &+)
+        combined(with: other, Self.saturatingSum)
+    }
+
+    /// Whether these counts can follow `earlier` in one series of cumulative counts: no counter is
+    /// lower. When it is not, the counters were replaced (a promotion swaps pools' counters).
+    public func isSeries(after earlier: PoolStatistics) -> Bool {
+        guard requests >= earlier.requests, serverErrors >= earlier.serverErrors, connectErrors >= earlier.connectErrors,
+              timeouts >= earlier.timeouts, invalidResponses >= earlier.invalidResponses,
+              noHealthyInstance >= earlier.noHealthyInstance else { return false }
+        return zip(latencyBuckets, earlier.latencyBuckets).allSatisfy { $0 >= $1 }
+    }
+
+    @inline(__always)
+    static func saturatingSum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
     }
 
     /// Every counter of `self` combined with the same counter of `other` by `operation`.

@@ -11,7 +11,8 @@ public struct Split: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// Creates a split; `nil` when a weight is negative, above `maxWeight`, or both are zero.
     public init?(blue: Int, green: Int) {
-        guard blue >= 0, green >= 0, blue + green > 0, blue <= Self.maxWeight, green <= Self.maxWeight else {
+        // Ranges first: the sum of two unchecked weights can overflow.
+        guard (0...Self.maxWeight).contains(blue), (0...Self.maxWeight).contains(green), blue + green > 0 else {
             return nil
         }
         self.blue = blue

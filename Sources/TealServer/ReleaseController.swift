@@ -148,16 +148,21 @@ public final class ReleaseController: Sendable {
 
     /// Saves the release's checkpoint (when there is a store). A failure is logged and journaled:
     /// the release goes on (a rollback must never wait for a disk).
+    /// Saves are serialized per release: two at once would both find no stored record and insert
+    /// the release twice, or both save the same revision.
     func persist(_ run: ReleaseRun) async {
-        guard let store, let checkpoint = run.checkpoint(now: .now, wallNow: Date()) else { return }
-        var record = run.record ?? ReleaseRecord(spec: run.spec, startedBy: run.startedBy, startedAt: Date(), checkpoint: checkpoint, revision: 0)
-        record.checkpoint = checkpoint
-        record.revision += 1
-        do {
-            run.record = try await store.saveRelease(record)
-        } catch {
-            logger.error("release state not saved", metadata: ["route": "\(run.spec.route)", "error": "\(error)"])
-            appendToMemory(JournalEntry(time: Date(), route: run.spec.route, text: "release state not saved: \(error)", source: "verdict"))
+        guard let store else { return }
+        await run.saving.withLock {
+            guard let checkpoint = run.checkpoint(now: .now, wallNow: Date()) else { return }
+            var record = run.record ?? ReleaseRecord(spec: run.spec, startedBy: run.startedBy, startedAt: Date(), checkpoint: checkpoint, revision: 0)
+            record.checkpoint = checkpoint
+            record.revision += 1
+            do {
+                run.record = try await store.saveRelease(record)
+            } catch {
+                logger.error("release state not saved", metadata: ["route": "\(run.spec.route)", "error": "\(error)"])
+                appendToMemory(JournalEntry(time: Date(), route: run.spec.route, text: "release state not saved: \(error)", source: "verdict"))
+            }
         }
     }
 
@@ -393,6 +398,8 @@ final class ReleaseRun: @unchecked Sendable {
         set { lock.withLock { _record = newValue } }
     }
     private var _record: ReleaseRecord?
+    /// Held while the release is being saved (`ReleaseController.persist`).
+    let saving = AsyncLock()
 
     func checkpoint(now: ContinuousClock.Instant, wallNow: Date) -> RolloutMachine.Checkpoint? {
         lock.withLock { machine.checkpoint(now: now, wallNow: wallNow) }

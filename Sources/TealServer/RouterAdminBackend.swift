@@ -20,14 +20,13 @@ public struct RouterAdminBackend: AdminBackend {
         router.controller.routes.first { $0.name == name }.map(view)
     }
 
-    public func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError) {
+    public func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError) -> RouteView {
         if let state = router.releases.state(route: route), !state.isFinal {
             throw .conflict("route \(route) has a release that is \(state.name); abort it (or let it end) before setting the split by hand")
         }
-        let before = router.controller.routes.first { $0.name == route }?.split
         do {
-            try await router.controller.setSplit(split, route: route)
-            if let before, before != split {
+            let before = try await router.controller.setSplit(split, route: route)
+            if before != split {
                 await router.releases.record("split set to \(split) by \(who) (was \(before))", route: route, source: JournalEntry.source(of: who))
             }
         } catch .unknownRoute(let name) {
@@ -35,6 +34,10 @@ public struct RouterAdminBackend: AdminBackend {
         } catch {
             throw .badRequest(error.description)
         }
+        // The answer describes this change, even when another one has followed it already.
+        guard var view = self.route(named: route) else { throw .notFound("no route named \(route)") }
+        view.split = SplitBody(blue: split.blue, green: split.green)
+        return view
     }
 
     public func startRollout(route name: String, request: RolloutRequest, by who: String) async throws(AdminError) -> RolloutView {
@@ -42,6 +45,9 @@ public struct RouterAdminBackend: AdminBackend {
         var policy = route.rollout ?? RolloutPolicy(steps: [PlanStep(split: Split(blue: 1, green: 1)!), PlanStep(split: Split(blue: 0, green: 1)!)])
         if let steps = request.steps {
             guard !steps.isEmpty else { throw .badRequest("field steps must not be empty") }
+            guard steps.count <= InputLimits.planSteps else {
+                throw .badRequest("field steps has \(steps.count) steps; a plan has at most \(InputLimits.planSteps)")
+            }
             var parsed: [PlanStep] = []
             for (index, text) in steps.enumerated() {
                 guard let split = Split(parsing: text) else { throw .badRequest("field steps[\(index)]: \"\(text)\" is not B/G, e.g. 2/4, or a green percentage, e.g. 25%") }
@@ -50,8 +56,7 @@ public struct RouterAdminBackend: AdminBackend {
             policy.steps = parsed
         }
         if let hold = request.hold {
-            guard let duration = parseDuration(hold) else { throw .badRequest("field hold: \"\(hold)\" is not a duration, e.g. 30s") }
-            policy.hold = duration
+            policy.hold = try Self.duration(hold, field: "hold", example: "30s")
         }
         if let rate = request.maxErrorRate {
             guard (0...1).contains(rate) else { throw .badRequest("field maxErrorRate must be between 0 and 1") }
@@ -62,15 +67,23 @@ public struct RouterAdminBackend: AdminBackend {
             policy.rollback.minRequests = minimum
         }
         if let p99 = request.maxP99 {
-            guard let duration = parseDuration(p99) else { throw .badRequest("field maxP99: \"\(p99)\" is not a duration, e.g. 800ms") }
-            policy.rollback.maxP99 = duration
+            policy.rollback.maxP99 = try Self.duration(p99, field: "maxP99", example: "800ms")
         }
         var green = route.green
         if let body = request.green {
+            if let version = body.version, version.count > InputLimits.versionLength {
+                throw .badRequest("field green.version is \(version.count) characters long; at most \(InputLimits.versionLength) are allowed")
+            }
+            guard body.instances.count <= InputLimits.poolInstances else {
+                throw .badRequest("field green.instances has \(body.instances.count) instances; a pool has at most \(InputLimits.poolInstances)")
+            }
             var instances: [InstanceAddress] = []
             for (index, text) in body.instances.enumerated() {
                 guard let address = InstanceAddress(parsing: text) else {
                     throw .badRequest("field green.instances[\(index)]: \"\(text)\" is not host:port, e.g. 127.0.0.1:9201")
+                }
+                if let first = instances.firstIndex(of: address) {
+                    throw .badRequest("field green.instances[\(index)]: \(address) is already listed as green.instances[\(first)]")
                 }
                 instances.append(address)
             }
@@ -85,6 +98,15 @@ public struct RouterAdminBackend: AdminBackend {
             throw map(error)
         }
         return try rollout(route: name)
+    }
+
+    /// A duration field of a request body: with a unit, at most `longestDuration`.
+    private static func duration(_ text: String, field: String, example: String) throws(AdminError) -> Duration {
+        guard let duration = parseDuration(text) else { throw .badRequest("field \(field): \"\(text)\" is not a duration, e.g. \(example)") }
+        guard duration <= longestDuration else {
+            throw .badRequest("field \(field): \(text) is too long; the longest duration is \(formatDuration(longestDuration))")
+        }
+        return duration
     }
 
     public func rollout(route name: String) throws(AdminError) -> RolloutView {

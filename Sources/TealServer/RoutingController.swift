@@ -46,8 +46,10 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     private let mutations = AsyncLock()
     private let store: (any StateStore)?
     private let metrics: TealMetrics?
-    /// Recent traffic per route and pool (10 s windows), sampled by `sampleRecentTraffic`.
-    private let recent = Mutex<[String: [PoolColor: StatisticsWindow]]>([:])
+    /// Recent traffic per route (10 s windows), sampled by `sampleRecentTraffic`. Each window
+    /// follows one pool's counters (keyed by its recorder), so a promotion, which hands green's
+    /// counters to blue, hands blue the window of those counters too.
+    private let recent = Mutex<[String: [ObjectIdentifier: StatisticsWindow]]>([:])
     private let epoch = ContinuousClock.now
     private let proxy: ProxyServer
     private let logger: Logger
@@ -174,14 +176,20 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// the new split is durable first (`persist: false` skips that, for a rollback that must
     /// happen even when the disk cannot take it). Throws when the route is unknown, the split gives
     /// green traffic it has no instances for, or the state cannot be saved (nothing changes then).
-    public func setSplit(_ split: Split, route name: String, persist: Bool = true) async throws(RoutingError) {
+    /// Returns the split it replaced (read under the same lock as the change, so concurrent
+    /// changes each get their own predecessor).
+    @discardableResult
+    public func setSplit(_ split: Split, route name: String, persist: Bool = true) async throws(RoutingError) -> Split {
+        var before = split
         try await mutate(route: name, persist: persist) { entry throws(RoutingError) in
             if split.green > 0 && entry.route.pool(.green).instances.isEmpty { throw .noGreenInstances(name) }
+            before = entry.route.split
             if entry.route.split != split {
                 entry.route.split = split
                 entry.picker = PoolPicker(split: split)
             }
         }
+        return before
     }
 
     /// Gives a route a (new) green pool for a release; green gets no traffic until a split says
@@ -301,23 +309,35 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
 
     /// Feeds the recent-traffic windows (the health checker calls it every 250 ms).
     public func sampleRecentTraffic(at now: ContinuousClock.Instant = .now) {
-        let cumulative = state.withLock { state in
-            state.routes.map { ($0.route.name, $0.blueRecorder.snapshot(), $0.greenRecorder.snapshot()) }
+        let samples = state.withLock { state in
+            state.routes.map { entry in
+                (entry.route.name, [entry.blueRecorder, entry.greenRecorder].map { (ObjectIdentifier($0), $0.snapshot()) })
+            }
         }
         recent.withLock { recent in
-            for (name, blue, green) in cumulative {
-                var windows = recent[name] ?? [.blue: StatisticsWindow(), .green: StatisticsWindow()]
-                windows[.blue]!.record(cumulative: blue, at: now, epoch: epoch)
-                windows[.green]!.record(cumulative: green, at: now, epoch: epoch)
-                recent[name] = windows
+            var sampled: [String: [ObjectIdentifier: StatisticsWindow]] = [:]
+            for (name, pools) in samples {
+                var windows: [ObjectIdentifier: StatisticsWindow] = [:]
+                for (recorder, cumulative) in pools {
+                    var window = recent[name]?[recorder] ?? StatisticsWindow()
+                    window.record(cumulative: cumulative, at: now, epoch: epoch)
+                    windows[recorder] = window
+                }
+                sampled[name] = windows
             }
+            // Windows of counters no longer in use (a removed route or pool) go.
+            recent = sampled
         }
     }
 
     /// A route pool's traffic over the last 10 s (as sampled), and that span.
     public func recentTraffic(route name: String, pool color: PoolColor, at now: ContinuousClock.Instant = .now) -> (PoolStatistics, Duration)? {
-        recent.withLock { recent in
-            recent[name]?[color].map { ($0.total(at: now), $0.span) }
+        let recorder = state.withLock { state in
+            state.routes.first { $0.route.name == name }.map { ObjectIdentifier(color == .blue ? $0.blueRecorder : $0.greenRecorder) }
+        }
+        guard let recorder else { return nil }
+        return recent.withLock { recent in
+            recent[name]?[recorder].map { ($0.total(at: now), $0.span) }
         }
     }
 

@@ -403,7 +403,9 @@ extension RolloutMachine {
         var machine = RolloutMachine(spec: spec)
         machine.smokePassed = checkpoint.smokePassed
         machine.pendingStep = checkpoint.step
-        let elapsed = max(0, wallNow.timeIntervalSince(checkpoint.since))
+        // Stored times come from outside (a state file): bounded before they become durations, so
+        // a garbled one cannot overflow the arithmetic.
+        let elapsed = min(max(0, wallNow.timeIntervalSince(checkpoint.since)), Self.longestStoredSpan)
         let since = now - Duration.milliseconds(Int64(elapsed * 1000))
         let step = checkpoint.step
         switch checkpoint.phase {
@@ -417,7 +419,8 @@ extension RolloutMachine {
                                       + "(\(spec.policy.steps[step].split)), held \(Duration.milliseconds(Int64(elapsed * 1000)))"),
                               .setSplit(spec.policy.steps[step].split), .scheduleTick(at: now + machine.evaluationInterval)])
         case .paused:
-            machine.state = .paused(step: step, held: checkpoint.held ?? .zero, gate: checkpoint.gate)
+            let held = min(max(checkpoint.held ?? .zero, .zero), .seconds(Self.longestStoredSpan))
+            machine.state = .paused(step: step, held: held, gate: checkpoint.gate)
             return (machine, [.record("restored after a restart: paused at step \(step + 1)"), .setSplit(spec.policy.steps[step].split)])
         case .draining:
             machine.state = .promoted(at: now)
@@ -431,6 +434,9 @@ extension RolloutMachine {
         }
         return (machine, [])
     }
+
+    /// The longest time a restored release counts as held or elapsed: 10 years, in seconds.
+    static let longestStoredSpan: Double = 10 * 365 * 86_400
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18

@@ -23,12 +23,17 @@ public struct StatisticsWindow: Sendable {
     public var span: Duration { bucket * count }
 
     /// Adds what happened since the previous sample (`cumulative` minus the last one seen) to the
-    /// bucket of `now`. The first sample only sets the baseline.
+    /// bucket of `now`. The first sample only sets the baseline, and so does a sample that cannot
+    /// follow the last one (a counter went backwards: the counters were replaced), so a swap of
+    /// counters never shows as traffic. A sample before `epoch` or beyond about 290 years of it
+    /// is out of range and only sets the baseline too.
     public mutating func record(cumulative: PoolStatistics, at now: ContinuousClock.Instant, epoch: ContinuousClock.Instant) {
         defer { last = cumulative }
-        guard let last else { return }
+        guard let last, cumulative.isSeries(after: last) else { return }
         let delta = cumulative.subtracting(last)
-        let slot = Int(((now - epoch) / bucket).rounded(.down))
+        let position = ((now - epoch) / bucket).rounded(.down)
+        guard position >= 0, position < Double(Int64.max >> 8) else { return }
+        let slot = Int(position)
         let index = ((slot % count) + count) % count
         let start = epoch + bucket * slot
         if bucketStart[index] != start {
