@@ -84,7 +84,7 @@ public struct PoolStatistics: Sendable, Hashable {
         let rank = wanted >= Double(total) ? total : max(1, UInt64(wanted))
         var seen: UInt64 = 0
         for (index, count) in latencyBuckets.enumerated() {
-            seen += count
+            seen = Self.saturatingSum(seen, count)
             if seen >= rank { return .nanoseconds(Int64(LatencyBuckets.upperBound(ofBucket: index))) }
         }
         return .nanoseconds(Int64(LatencyBuckets.upperBound(ofBucket: LatencyBuckets.count - 1)))

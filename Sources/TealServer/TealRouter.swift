@@ -230,6 +230,8 @@ public final class TealRouter: Sendable {
     /// the admin API runs too (refused, with the reason, on a non-loopback address without a token).
     public func run(admin: AdminConfiguration? = nil) async throws {
         var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger), discovery]
+        DescriptorBudget.prepare(proxyConnections: proxy.configuration.maxConnections,
+                                 adminConnections: admin?.maxConnections ?? 0, logger: logger)
         if let admin {
             let backend = RouterAdminBackend(router: self), logger = self.logger
             try admin.validate()

@@ -56,6 +56,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding the admin API's bearer token (else TEAL_ADMIN_TOKEN, else no token: loopback only).")
     var adminTokenFile: String?
 
+    @Option(help: "Most connections the admin API holds open; past it a new connection replaces the longest idle one.")
+    var adminMaxConnections = 128
+
     @Option(help: "Alertmanager label whose value names the route a firing alert rolls back.")
     var alertRouteLabel = AdminServer.defaultRouteLabel
 
@@ -83,6 +86,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        if !(1...10_000).contains(adminMaxConnections) { throw ValidationError("--admin-max-connections must be from 1 to 10000") }
         if cert.count != key.count { throw ValidationError("give one --key for each --cert (\(cert.count) certificates, \(key.count) keys)") }
         if tlsListen != nil && cert.isEmpty { throw ValidationError("--tls-listen needs --cert and --key") }
         if tlsListen == nil && !cert.isEmpty { throw ValidationError("--cert and --key need --tls-listen") }
@@ -115,6 +119,7 @@ struct Serve: AsyncParsableCommand {
         options.admin.host = admin.host
         options.admin.port = admin.port
         options.admin.alertRouteLabel = alertRouteLabel
+        options.admin.maxConnections = adminMaxConnections
         if let adminTokenFile {
             guard let text = try? String(contentsOfFile: adminTokenFile, encoding: .utf8),
                   !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {

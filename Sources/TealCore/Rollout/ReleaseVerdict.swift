@@ -93,7 +93,7 @@ public enum ReleaseVerdict {
     public static func zScore(green: PoolStatistics, blue: PoolStatistics) -> Double {
         let n1 = Double(green.requests), n2 = Double(blue.requests)
         guard n1 > 0, n2 > 0 else { return 0 }
-        let pooled = Double(green.errors + blue.errors) / (n1 + n2)
+        let pooled = min(1, (Double(green.errors) + Double(blue.errors)) / (n1 + n2))
         let variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
         guard variance > 0 else { return 0 }
         return (green.errorRate - blue.errorRate) / variance.squareRoot()
