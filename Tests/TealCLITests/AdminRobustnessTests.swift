@@ -128,9 +128,13 @@ struct AdminRobustnessTests {
         }
     }
 
-    @Test("a release is one row in the state file")
+    @Test("a release with a smoke gate is one row in the state file")
     func oneRowPerRelease() async throws {
         try await ServedRouter.with(plan: "[1/1, 0/1]", hold: "200ms") { router in
+            // The smoke results come back while the start is still being saved: two saves at once.
+            try router.writeRoutes(blue: ["blue"], extra: "  smoke: [{path: /healthz, expect: 200}]\n")
+            let reload = try await Self.admin(router, "POST", "/v1/reload")
+            #expect(reload.status == 200, "\(reload)")
             let start = try await Self.admin(router, "POST", "/v1/routes/shop/rollout")
             #expect(start.status == 201, "\(start)")
             #expect(try await Self.promoteUnderTraffic(router))
