@@ -187,6 +187,10 @@ struct RolloutCommand: AsyncParsableCommand {
         @Argument(help: "Route name.") var route: String
         @Option(help: "Give up after this many seconds.") var timeout = 3600.0
 
+        func validate() throws {
+            guard timeout > 0, timeout <= 31_536_000 else { throw ValidationError("--timeout must be above 0 and at most 31536000 seconds (a year)") }
+        }
+
         func run() async throws {
             let json = options.json
             let result = await (try options.client()).waitForOutcome(route: route, timeout: .milliseconds(Int64(timeout * 1000))) { view in

@@ -84,7 +84,7 @@ struct Serve: AsyncParsableCommand {
     var drainTimeout = "30s"
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be from 1 to 1024") }
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         if !(1...10_000).contains(adminMaxConnections) { throw ValidationError("--admin-max-connections must be from 1 to 10000") }
         if cert.count != key.count { throw ValidationError("give one --key for each --cert (\(cert.count) certificates, \(key.count) keys)") }
@@ -180,7 +180,7 @@ struct DemoBackendCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...1).contains(errorRate) else { throw ValidationError("--error-rate must be between 0 and 1") }
-        guard latencyMs >= 0 else { throw ValidationError("--latency-ms must not be negative") }
+        guard (0...3_600_000).contains(latencyMs) else { throw ValidationError("--latency-ms must be from 0 to 3600000 (an hour)") }
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
     }
 
@@ -220,7 +220,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...1).contains(greenErrorRate) else { throw ValidationError("--green-error-rate must be between 0 and 1") }
-        guard stepSeconds > 0 else { throw ValidationError("--step-seconds must be positive") }
+        guard stepSeconds > 0, stepSeconds <= 3600 else { throw ValidationError("--step-seconds must be above 0 and at most 3600") }
     }
 
     func run() async throws {
