@@ -6,6 +6,8 @@ let swiftSettings: [SwiftSetting] = [
     // Run-time exclusivity checks cost about 10% of proxy throughput (benchmarks/RESULTS.md);
     // compile-time checks stay on. Release builds only.
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    // Teal's own modules build without warnings, and stay so (dependencies are not affected).
+    .unsafeFlags(["-warnings-as-errors"]),
 ]
 
 let package = Package(

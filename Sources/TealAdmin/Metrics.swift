@@ -94,30 +94,35 @@ public final class TealMetrics: Sendable {
         factory = PrometheusMetricsFactory(registry: registry)
     }
 
+    /// A metric named in full (`teal_requests_total`): no namespace or unit parts.
+    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     /// The latency histogram of a route's pool colour, as a swift-metrics timer.
     public func latencyTimer(route: String, pool: PoolColor) -> CoreMetrics.Timer {
         let dimensions = [("route", route), ("pool", pool.description)]
-        let histogram = registry.makeDurationHistogram(name: Self.latencyName, labels: dimensions,
-                                                       buckets: Self.latencyBuckets, help: Self.latencyHelp)
+        let histogram = registry.makeDurationHistogram(descriptor: Self.descriptor(Self.latencyName, Self.latencyHelp), labels: dimensions,
+                                                       buckets: Self.latencyBuckets)
         return Timer(label: Self.latencyName, dimensions: dimensions, handler: histogram, factory: factory)
     }
 
     /// Counts a rollback of a route's release.
     public func recordRollback(route: String, reason: RollbackReason) {
-        registry.makeCounter(name: Self.rollbacksName, labels: [("route", route), ("reason", reason.kind)],
-                             help: Self.rollbacksHelp).increment()
+        registry.makeCounter(descriptor: Self.descriptor(Self.rollbacksName, Self.rollbacksHelp),
+                             labels: [("route", route), ("reason", reason.kind)]).increment()
     }
 
     /// The Prometheus text exposition of everything, with `snapshot` for the scrape-time series.
     public func render(_ snapshot: MetricsSnapshot) -> [UInt8] {
         let live = PrometheusCollectorRegistry()
         func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
-            live.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(clamping: value))
+            live.makeCounter(descriptor: Self.descriptor(name, help), labels: labels).increment(by: Int64(clamping: value))
         }
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
-            live.makeGauge(name: name, labels: labels, help: help).set(value)
+            live.makeGauge(descriptor: Self.descriptor(name, help), labels: labels).set(value)
         }
-        live.makeGauge(name: "teal_client_connections", help: "Client connections open now.")
+        live.makeGauge(descriptor: Self.descriptor("teal_client_connections", "Client connections open now."))
             .set(Double(snapshot.clientConnections))
         for route in snapshot.routes {
             let routeLabel = ("route", route.name)

@@ -37,7 +37,7 @@ public struct SystemResolver: InstanceResolver {
             while let info = entry?.pointee {
                 var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
                 if getnameinfo(info.ai_addr, info.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
-                    addresses.insert(InstanceAddress(host: String(cString: host), port: port))
+                    addresses.insert(InstanceAddress(host: String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), port: port))
                 }
                 entry = info.ai_next
             }

@@ -207,8 +207,9 @@ private final class DemoBackendHandler: ChannelInboundHandler, RemovableChannelH
 
     private func finish(context: ChannelHandlerContext) {
         let close = !keepAlive
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if close { context.close(promise: nil) }
+            if close { bound.value.close(promise: nil) }
         }
     }
 }
@@ -222,8 +223,9 @@ private final class WebSocketEcho: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .connectionClose:
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData)))
-                .whenComplete { _ in context.close(promise: nil) }
+                .whenComplete { _ in bound.value.close(promise: nil) }
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .text, .binary, .continuation:

@@ -18,7 +18,7 @@ public struct HealthChecker: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown { await probeAll() }
+        await cancelWhenGracefulShutdown { await probeAll() }
     }
 
     private func probeAll() async {

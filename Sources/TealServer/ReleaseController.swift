@@ -256,7 +256,7 @@ public final class ReleaseController: Sendable {
                 try await routing.setSplit(split, route: route)
             } catch .stateNotSaved(let detail) where split == .allBlue {
                 // Back to blue even when the state cannot be saved: safety first.
-                try? await routing.setSplit(split, route: route, persist: false)
+                _ = try? await routing.setSplit(split, route: route, persist: false)
                 await record("split \(split) applied but not saved: \(detail)", route: route, source: source)
             } catch {
                 await record("could not set split \(split): \(error)", route: route, source: source)

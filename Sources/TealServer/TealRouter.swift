@@ -283,7 +283,7 @@ struct ReloadOnHangup: Service {
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for await _ in hangups {
                 logger.notice("SIGHUP: reloading the route files")
                 _ = try? await router.reload(by: "signal (SIGHUP)")

@@ -136,7 +136,7 @@ struct RolloutCommand: AsyncParsableCommand {
             let client = try options.client()
             repeat {
                 let view: RolloutView
-                do { view = try await client.send("GET", "/v1/routes/\(route)/rollout") } catch let error as AdminError { throw fail(error) }
+                do { view = try await client.send("GET", "/v1/routes/\(route)/rollout") } catch { throw fail(error) }
                 if options.json { printJSON(view) } else { print((watch ? "\u{1B}[2K\r" : "") + describe(view)) }
                 if ["promoted", "rolled-back", "aborted"].contains(view.state) { break }
                 if watch { try await Task.sleep(for: .milliseconds(500)) }

@@ -31,7 +31,7 @@ final class ServedRouter: @unchecked Sendable {
         var ports = instances
         for (name, errorRate, latency) in [("blue", 0.0, 0), ("blue2", 0.0, 0), ("green", 0.0, 0), ("bad", 1.0, 0), ("slow", 0.0, 1500)] {
             let backend = DemoBackend(options: .init(name: name, errorRate: errorRate, latency: .milliseconds(latency)), group: group)
-            ports[name] = try #require(try await backend.start().port)
+            ports[name] = try await backend.start().port
             backends[name] = backend
         }
         self.backends = backends

@@ -259,7 +259,8 @@ final class CannedUpstream: @unchecked Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = context.channel.allocator.buffer(string: reply)
             let close = self.close
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in if close { context.close(promise: nil) } }
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in if close { bound.value.close(promise: nil) } }
         }
     }
 

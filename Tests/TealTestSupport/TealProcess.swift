@@ -51,7 +51,7 @@ public final class TealProcess: @unchecked Sendable {
     /// Starts `teal arguments…` with `environment` added to this process's.
     public init(_ arguments: [String], environment: [String: String] = [:]) throws {
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("teal-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let handle = try FileHandle(forWritingTo: logFile)
         process.executableURL = try Self.binary
         process.arguments = arguments

@@ -292,11 +292,12 @@ final class HTTP2PrefaceDetector: ChannelInboundHandler, RemovableChannelHandler
         let isHTTP2 = matches
         let channel = context.channel
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let received = bytes
         configure(isHTTP2, channel).whenComplete { result in
             let (detector, context) = bound.value
             switch result {
             case .success:
-                context.fireChannelRead(detector.wrapInboundOut(bytes))
+                context.fireChannelRead(detector.wrapInboundOut(received))
                 context.fireChannelReadComplete()
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             case .failure:
