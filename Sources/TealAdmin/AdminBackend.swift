@@ -167,6 +167,21 @@ public struct RolloutRequest: Codable, Sendable, Equatable {
 
 /// A release, as the API shows it.
 public struct RolloutView: Codable, Sendable, Equatable {
+    /// The limits the release is judged by.
+    public struct Policy: Codable, Sendable, Equatable {
+        public var holdSeconds: Double
+        public var maxErrorRate: Double
+        public var minRequests: Int
+        public var maxP99Milliseconds: Double?
+
+        public init(holdSeconds: Double, maxErrorRate: Double, minRequests: Int, maxP99Milliseconds: Double?) {
+            self.holdSeconds = holdSeconds
+            self.maxErrorRate = maxErrorRate
+            self.minRequests = minRequests
+            self.maxP99Milliseconds = maxP99Milliseconds
+        }
+    }
+
     public var route: String
     public var state: String
     public var step: Int?
@@ -174,8 +189,12 @@ public struct RolloutView: Codable, Sendable, Equatable {
     public var split: SplitBody
     public var reason: String?
     public var greenVersion: String?
+    /// How long the current step has held (shifting or paused), in seconds.
+    public var heldSeconds: Double?
+    public var policy: Policy?
 
-    public init(route: String, state: String, step: Int?, steps: [String], split: SplitBody, reason: String?, greenVersion: String?) {
+    public init(route: String, state: String, step: Int?, steps: [String], split: SplitBody, reason: String?, greenVersion: String?,
+                heldSeconds: Double? = nil, policy: Policy? = nil) {
         self.route = route
         self.state = state
         self.step = step
@@ -183,6 +202,8 @@ public struct RolloutView: Codable, Sendable, Equatable {
         self.split = split
         self.reason = reason
         self.greenVersion = greenVersion
+        self.heldSeconds = heldSeconds
+        self.policy = policy
     }
 }
 

@@ -28,7 +28,7 @@ extension ConfigNode {
     /// A split `B/G` (`2/4`) or green percentage (`25%`).
     func split() throws(ConfigError) -> Split {
         let text = try string("a split B/G, e.g. 2/4")
-        guard let split = Split(parsing: text) else { throw error(whole: "\(path) \"\(text)\" is not B/G, e.g. 2/4") }
+        guard let split = Split(parsing: text) else { throw error(whole: "\(path) \(Split.problem(parsing: text) ?? text)") }
         return split
     }
 

@@ -33,6 +33,24 @@ public struct Split: Hashable, Sendable, Codable, CustomStringConvertible {
         self.init(blue: blue, green: green)
     }
 
+    /// Why `text` is not a split, in words for an error message (`"0/0" gives neither side
+    /// weight…`); `nil` when it is one.
+    public static func problem(parsing text: some StringProtocol) -> String? {
+        guard Split(parsing: text) == nil else { return nil }
+        let trimmed = text.trimmingSpaces
+        if trimmed.hasSuffix("%"), !trimmed.dropLast().isEmpty, trimmed.dropLast().allSatisfy(\.isASCIIDigit) {
+            return "\"\(text)\" is above 100%: a green percentage is 0% to 100%, e.g. 25%"
+        }
+        let parts = trimmed.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }) {
+            if parts.allSatisfy({ $0.allSatisfy { $0 == "0" } }) {
+                return "\"\(text)\" gives neither side weight: at least one side must have weight, e.g. 1/0 or 2/4"
+            }
+            return "\"\(text)\" has a weight above \(maxWeight): weights are 0 to \(maxWeight), e.g. 2/4"
+        }
+        return "\"\(text)\" is not B/G, e.g. 2/4, or a green percentage, e.g. 25%"
+    }
+
     private enum CodingKeys: String, CodingKey { case blue, green }
 
     /// Decodes `{"blue": B, "green": G}`, refusing what `init?(blue:green:)` refuses.

@@ -274,7 +274,18 @@ extension ProxyServer {
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let result = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
         if result != 0 && errno == EADDRINUSE {
-            throw IOError(errnoCode: EADDRINUSE, reason: "bind \(host):\(port): something already listens there (start with --takeover to replace a running teal serve)")
+            throw IOError(errnoCode: EADDRINUSE, reason: "bind \(host):\(port): something else already listens there")
+        }
+    }
+
+    /// Whether something already listens on `host:port` (a probe bind, as `teal serve` does before
+    /// it starts, so it can name the flag whose address is taken).
+    public static func isListening(host: String, port: Int) -> Bool {
+        do {
+            try refuseIfListening(host: host, port: port)
+            return false
+        } catch {
+            return true
         }
     }
 

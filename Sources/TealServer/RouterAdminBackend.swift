@@ -50,7 +50,7 @@ public struct RouterAdminBackend: AdminBackend {
             }
             var parsed: [PlanStep] = []
             for (index, text) in steps.enumerated() {
-                guard let split = Split(parsing: text) else { throw .badRequest("field steps[\(index)]: \"\(text)\" is not B/G, e.g. 2/4, or a green percentage, e.g. 25%") }
+                guard let split = Split(parsing: text) else { throw .badRequest("field steps[\(index)]: \(Split.problem(parsing: text) ?? text)") }
                 parsed.append(PlanStep(split: split))
             }
             policy.steps = parsed
@@ -100,6 +100,10 @@ public struct RouterAdminBackend: AdminBackend {
         return try rollout(route: name)
     }
 
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
     /// A duration field of a request body: with a unit, at most `longestDuration`.
     private static func duration(_ text: String, field: String, example: String) throws(AdminError) -> Duration {
         guard let duration = parseDuration(text) else { throw .badRequest("field \(field): \"\(text)\" is not a duration, e.g. \(example)") }
@@ -115,14 +119,20 @@ public struct RouterAdminBackend: AdminBackend {
             throw .notFound("route \(name) has no release")
         }
         var reason: String?
+        var held: Duration?
         switch state {
         case .rolledBack(let why, _): reason = why.description
         case .aborted(let why, _): reason = why
+        case .shifting(_, let since): held = .now - since
+        case .paused(_, let done, _): held = done
         default: break
         }
+        let rollback = spec.policy.rollback
+        let policy = RolloutView.Policy(holdSeconds: Self.seconds(spec.policy.hold), maxErrorRate: rollback.maxErrorRate,
+                                        minRequests: rollback.minRequests, maxP99Milliseconds: rollback.maxP99.map { Self.seconds($0) * 1000 })
         return RolloutView(route: name, state: state.name, step: router.releases.step(route: name).map { $0 + 1 },
                            steps: spec.policy.steps.map(\.description), split: SplitBody(blue: route.split.blue, green: route.split.green),
-                           reason: reason, greenVersion: spec.green.version)
+                           reason: reason, greenVersion: spec.green.version, heldSeconds: held.map(Self.seconds), policy: policy)
     }
 
     public func rolloutAction(_ action: String, route name: String, by who: String) async throws(AdminError) -> RolloutView {
@@ -217,8 +227,8 @@ public struct RouterAdminBackend: AdminBackend {
             }
             let total = router.controller.statistics(route: route.name, pool: color) ?? PoolStatistics()
             let (recent, span) = router.controller.recentTraffic(route: route.name, pool: color) ?? (PoolStatistics(), .seconds(10))
-            let seconds = Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18
-            let p99 = recent.latency(quantile: 0.99).map { Double($0.components.attoseconds) / 1e15 + Double($0.components.seconds) * 1000 }
+            let seconds = Self.seconds(span)
+            let p99 = recent.latency(quantile: 0.99).map { Self.seconds($0) * 1000 }
             return PoolView(version: spec.version, instances: instances, requestsPerSecond: Double(recent.requests) / seconds,
                             errorRate: recent.errorRate, p99Milliseconds: p99, requests: total.requests, errors: total.errors)
         }

@@ -28,11 +28,26 @@ func fail(_ error: AdminError) -> ExitCode {
     return ExitCode(2)
 }
 
+/// One JSON value on one line (`events --follow --json`: a line per entry).
+func jsonLine(_ value: some Encodable) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+}
+
 func printJSON(_ value: some Encodable) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+}
+
+/// Prints and flushes at once, for commands that keep running: a pipe then gets each line as it
+/// is printed, not when a buffer fills or the command ends.
+func emit(_ text: String, terminator: String = "\n") {
+    print(text, terminator: terminator)
+    fflush(nil)
 }
 
 func describe(_ view: RolloutView) -> String {
@@ -67,7 +82,11 @@ struct SplitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "split", abstract: "Set a route's split by hand, e.g. teal split shop 2/4.")
     @OptionGroup var options: ClientOptions
     @Argument(help: "Route name.") var route: String
-    @Argument(help: "Split B/G, e.g. 2/4.") var split: String
+    @Argument(help: "Split B/G, e.g. 2/4, or a green percentage, e.g. 25%.") var split: String
+
+    func validate() throws {
+        if let problem = Split.problem(parsing: split) { throw ValidationError("split \(problem)") }
+    }
 
     func run() async throws {
         guard let parsed = Split(parsing: split) else { throw ValidationError("split \"\(split)\" is not B/G, e.g. 2/4") }
@@ -84,20 +103,58 @@ struct EventsCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @Argument(help: "Only this route's entries.") var route: String?
     @Option(help: "Only entries from this time on (ISO 8601, e.g. 2026-11-27T10:00:00Z).") var since: String?
+    @Flag(help: "Keep printing new entries as they come (every second) until interrupted.") var follow = false
 
     func run() async throws {
-        var query: [String] = []
-        if let route { query.append("route=\(route.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? route)") }
-        if let since { query.append("since=\(since.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? since)") }
-        let events: [EventView]
-        do {
-            events = try await options.client().send("GET", "/v1/events" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
-        } catch let error as AdminError { throw fail(error) }
-        if options.json { printJSON(events); return }
+        let client = try options.client()
         let formatter = ISO8601DateFormatter()
-        for event in events {
-            print("\(formatter.string(from: event.time))  \(event.route.padding(16)) \(event.source.padding(10)) \(event.text)")
-        }
+        var from = since
+        // Entries already printed at or after the last whole second asked for (`since` is inclusive).
+        var printed = Set<EventView>()
+        repeat {
+            var query: [String] = []
+            if let route { query.append("route=\(route.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? route)") }
+            if let from { query.append("since=\(from.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? from)") }
+            let events: [EventView]
+            do {
+                events = try await client.send("GET", "/v1/events" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+            } catch { throw fail(error) }
+            let fresh = events.filter { !printed.contains($0) }
+            if options.json && !follow {
+                printJSON(fresh)
+            } else {
+                for event in fresh {
+                    if options.json {
+                        emit(jsonLine(event))
+                    } else {
+                        emit("\(formatter.string(from: event.time))  \(event.route.padding(16)) \(event.source.padding(10)) \(event.text)")
+                    }
+                }
+            }
+            if let last = events.last?.time {
+                let second = Date(timeIntervalSince1970: last.timeIntervalSince1970.rounded(.down))
+                from = formatter.string(from: second)
+                printed = Set(events.filter { $0.time >= second })
+            }
+            if follow { try await Task.sleep(for: .seconds(1)) }
+        } while follow
+    }
+}
+
+struct ReloadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Re-read the route files (as SIGHUP does); a file with an error is refused and the running routes stay.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let summary: ReloadSummary
+        let client = try options.client()
+        do { summary = try await client.send("POST", "/v1/reload") } catch { throw fail(error) }
+        if options.json { printJSON(summary); return }
+        func list(_ names: [String]) -> String { names.isEmpty ? "none" : names.joined(separator: ", ") }
+        print("reloaded: added \(list(summary.added)); changed \(list(summary.changed)); removed \(list(summary.removed)); "
+            + "unchanged \(list(summary.unchanged))")
     }
 }
 
@@ -121,8 +178,20 @@ struct RolloutCommand: AsyncParsableCommand {
             body.steps = steps.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
             body.hold = hold
             let view: RolloutView
-            do { view = try await options.client().send("POST", "/v1/routes/\(route)/rollout", body: body) } catch let error as AdminError { throw fail(error) }
+            let client = try options.client()
+            do {
+                view = try await client.send("POST", "/v1/routes/\(route)/rollout", body: body)
+            } catch {
+                throw fail(AdminError(status: error.code, message: Self.inFlagTerms(error.message)))
+            }
             if options.json { printJSON(view) } else { print(describe(view)) }
+        }
+
+        /// The API names body fields; this command's user gave flags.
+        static func inFlagTerms(_ message: String) -> String {
+            [("field green.instances", "--green-instance"), ("green.instances", "--green-instance HOST:PORT (repeat for each)"),
+             ("field green.version", "--green-version"), ("field steps", "--steps"), ("field hold", "--hold")]
+                .reduce(message) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
         }
     }
 
@@ -130,17 +199,36 @@ struct RolloutCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a route's release; --watch redraws it until it ends.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Route name.") var route: String
-        @Flag(help: "Redraw every half second until the release ends.") var watch = false
+        @Flag(help: "Follow the release until it ends: on a terminal, redraw the split, each pool's traffic and the verdict's numbers every half second; piped, print a line only when the release changes.") var watch = false
 
         func run() async throws {
             let client = try options.client()
-            repeat {
+            guard watch else {
                 let view: RolloutView
                 do { view = try await client.send("GET", "/v1/routes/\(route)/rollout") } catch { throw fail(error) }
-                if options.json { printJSON(view) } else { print((watch ? "\u{1B}[2K\r" : "") + describe(view)) }
+                if options.json { printJSON(view) } else { print(describe(view)) }
+                return
+            }
+            let terminal = isatty(STDOUT_FILENO) == 1 && !options.json
+            var last: RolloutView?
+            while true {
+                var view: RolloutView
+                do { view = try await client.send("GET", "/v1/routes/\(route)/rollout") } catch { throw fail(error) }
+                if terminal {
+                    let traffic: RouteView? = try? await client.send("GET", "/v1/routes/\(route)")
+                    // Home, clear the screen, draw: the view stays in place, as watch(1) does.
+                    emit("\u{1B}[H\u{1B}[2J" + StatusScreen.render(view, route: traffic), terminator: "")
+                } else {
+                    // The hold clock moves every poll; a change is anything else.
+                    view.heldSeconds = nil
+                    if view != last {
+                        emit(options.json ? jsonLine(view) : describe(view))
+                        last = view
+                    }
+                }
                 if ["promoted", "rolled-back", "aborted"].contains(view.state) { break }
-                if watch { try await Task.sleep(for: .milliseconds(500)) }
-            } while watch
+                try await Task.sleep(for: .milliseconds(500))
+            }
         }
     }
 

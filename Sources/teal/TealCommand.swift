@@ -15,7 +15,7 @@ struct TealCommand: AsyncParsableCommand {
         commandName: "teal",
         abstract: "Teal: a blue-green traffic router.",
         subcommands: [Serve.self, DemoCommand.self, DemoBackendCommand.self, RoutesCommand.self, SplitCommand.self, RolloutCommand.self,
-                      EventsCommand.self])
+                      EventsCommand.self, ReloadCommand.self])
 }
 
 /// `HOST:PORT` as an argument.
@@ -30,6 +30,13 @@ struct HostPort: ExpressibleByArgument, Sendable {
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
+
+    /// Shown in `--help` as the address itself, not the type's fields.
+    var defaultValueDescription: String { description }
+}
+
+extension HostPort: CustomStringConvertible {
+    var description: String { InstanceAddress(host: host, port: port).description }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -139,6 +146,11 @@ struct Serve: AsyncParsableCommand {
         options.statePath = state
         options.threads = threads
         options.takeover = takeover
+        guard FileManager.default.fileExists(atPath: routes) else {
+            let hint = routes == "routes" ? " (routes/ is the default of --routes): give --routes DIR|FILE, or create routes/ with a route file" : ""
+            FileHandle.standardError.write(Data("teal: --routes \(routes): no such file or directory\(hint)\n".utf8))
+            throw ExitCode(2)
+        }
         let router: TealRouter
         do {
             router = try await TealRouter.open(options: options, logger: Logger(label: "teal"))
@@ -150,6 +162,19 @@ struct Serve: AsyncParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("teal: \(error)\n".utf8))
             throw ExitCode(2)
+        }
+        if router.controller.routes.isEmpty {
+            Logger(label: "teal").warning("no route files (*.yaml) in --routes: every request is answered 404 until one is added and reloaded (teal reload or SIGHUP)",
+                                          metadata: ["routes": "\(routes)"])
+        }
+        // A Teal on this state file was found above (the state lock); anything else on one of
+        // our addresses is another program, which --takeover cannot replace.
+        if !takeover {
+            let addresses = [("--listen", listen), ("--admin", admin)] + (tlsListen.map { [("--tls-listen", $0)] } ?? [])
+            for (flag, address) in addresses where address.port != 0 && ProxyServer.isListening(host: address.host, port: address.port) {
+                FileHandle.standardError.write(Data("teal: \(flag) \(address) is in use by another program; stop it, or give \(flag) a free address\n".utf8))
+                throw ExitCode(2)
+            }
         }
         try await router.run(admin: options.admin)
     }
@@ -199,7 +224,7 @@ struct DemoBackendCommand: AsyncParsableCommand {
         }
         let backend = DemoBackend(options: options, group: MultiThreadedEventLoopGroup.singleton)
         let address = try await backend.start()
-        print("demo-backend \(name) listening on \(address)")
+        emit("demo-backend \(name) listening on \(address)")
         try await DemoBackendService(backend: backend).runUntilSignalled()
     }
 }

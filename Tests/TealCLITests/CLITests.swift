@@ -57,7 +57,7 @@ final class ServedRouter: @unchecked Sendable {
                 return
             } catch {
                 attempt += 1
-                let inUse = process.log.contains("already listens") || process.log.contains("Address already in use")
+                let inUse = process.log.contains("is in use by another program") || process.log.contains("already listens") || process.log.contains("Address already in use")
                 process.send(SIGKILL)
                 _ = await process.waitForExit(timeout: .seconds(5))
                 if !inUse || attempt >= 3 { throw error }

@@ -90,9 +90,9 @@ import Testing
 
     @Test(arguments: [
         (minimalRoute("split: 2-4\n"),
-         "routes/shop.yaml:4: split \"2-4\" is not B/G, e.g. 2/4"),
+         "routes/shop.yaml:4: split \"2-4\" is not B/G, e.g. 2/4, or a green percentage, e.g. 25%"),
         (minimalRoute("split: 0/0\n"),
-         "routes/shop.yaml:4: split \"0/0\" is not B/G, e.g. 2/4"),
+         "routes/shop.yaml:4: split \"0/0\" gives neither side weight: at least one side must have weight, e.g. 1/0 or 2/4"),
         (minimalRoute("split: [2, 4]\n"),
          "routes/shop.yaml:4: split: expected a split B/G, e.g. 2/4, found a list"),
         (minimalRoute("split: 2/4\n"),
@@ -130,9 +130,9 @@ import Testing
         (minimalRoute("rollout:\n  steps: 6/0\n"),
          "routes/shop.yaml:5: rollout.steps: expected a list of splits like 2/4, found \"6/0\""),
         (minimalRoute("rollout:\n  steps:\n    - 6/0\n    - 2-4\n"),
-         "routes/shop.yaml:7: rollout.steps[1] \"2-4\" is not B/G, e.g. 2/4"),
+         "routes/shop.yaml:7: rollout.steps[1] \"2-4\" is not B/G, e.g. 2/4, or a green percentage, e.g. 25%"),
         (minimalRoute("rollout:\n  steps:\n    - {split: 150%}\n"),
-         "routes/shop.yaml:6: rollout.steps[0].split \"150%\" is not B/G, e.g. 2/4"),
+         "routes/shop.yaml:6: rollout.steps[0].split \"150%\" is above 100%: a green percentage is 0% to 100%, e.g. 25%"),
         (minimalRoute("rollout:\n  steps:\n    - {hold: 10s}\n"),
          "routes/shop.yaml:6: missing key `split` in rollout.steps[0]; expected B/G, e.g. split: 2/4"),
         (minimalRoute("rollout:\n  steps:\n    - {split: 2/4, wait: 10s}\n"),

@@ -167,7 +167,8 @@ public struct RolloutMachine: Sendable {
                 return rollBack(.smokeFailed(instance: failed.instance, request: failed.request, detail: failed.failure!), at: now)
             }
             smokePassed = true
-            return [.record("smoke tests passed on \(spec.green.instances.count) green instances")] + enter(step: pendingStep, at: now)
+            let count = spec.green.instances.count
+            return [.record("smoke tests passed on \(count) green instance\(count == 1 ? "" : "s")")] + enter(step: pendingStep, at: now)
         case (_, .smokeResults):
             return []
 
