@@ -60,8 +60,9 @@ public enum AdminServer {
         ("/v1/alerts", [.post]),
     ]
 
-    /// The longest alert name and route label value `POST /v1/alerts` takes, in UTF-8 bytes.
-    public static let maxAlertLabelBytes = 256
+    /// The longest alert name and route label value `POST /v1/alerts` takes, in characters
+    /// (Unicode code points, as JSON Schema's `maxLength` counts).
+    public static let maxAlertLabelLength = 256
 
     public static func router(backend: any AdminBackend, token: String?, routeLabel: String = defaultRouteLabel) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -97,6 +98,11 @@ public enum AdminServer {
         v1.post("routes/:route/rollout") { request, context in
             let name = try context.parameters.require("route")
             let body = try await decode(RolloutRequest.self, from: request, allowEmpty: true)
+            for (field, value) in [("hold", body.hold), ("maxP99", body.maxP99)] {
+                guard let value, !isDuration(value) else { continue }
+                throw AdminError.badRequest("field \(field): \"\(value)\" is not a duration, e.g. 30s, 250ms or 1.5m "
+                    + "(at most 6 digits before the point and 9 after it, and a unit ms, s, m or h)")
+            }
             return try json(try await backend.startRollout(route: name, request: body, by: requester(request)), status: .created)
         }
         v1.get("routes/:route/rollout") { _, context in
@@ -129,8 +135,8 @@ public enum AdminServer {
             let payload = try await decode(AlertmanagerPayload.self, from: request)
             // Checked before any alert acts, so a refused payload changes nothing.
             for (index, alert) in payload.alerts.enumerated() {
-                for label in ["alertname", routeLabel] where alert.labels[label].map({ $0.utf8.count > maxAlertLabelBytes }) == true {
-                    throw AdminError.badRequest("field alerts[\(index)].labels.\(label) is longer than \(maxAlertLabelBytes) bytes")
+                for label in ["alertname", routeLabel] where alert.labels[label].map({ $0.unicodeScalars.count > maxAlertLabelLength }) == true {
+                    throw AdminError.badRequest("field alerts[\(index)].labels.\(label) is longer than \(maxAlertLabelLength) characters")
                 }
             }
             var results: [AlertResult] = []
@@ -142,6 +148,15 @@ public enum AdminServer {
             return try json(results)
         }
         return router
+    }
+
+    /// Whether `text` is a duration as the API document's `Duration` pattern says:
+    /// `^[0-9]{1,6}(\.[0-9]{1,9})?(ms|s|m|h)$`. Six whole digits keep every unit within `Duration`.
+    static func isDuration(_ text: String) -> Bool {
+        guard let unit = ["ms", "s", "m", "h"].first(where: text.hasSuffix) else { return false }
+        let number = text.dropLast(unit.count).split(separator: ".", omittingEmptySubsequences: false)
+        let digits = { (part: Substring, most: Int) in (1...most).contains(part.count) && part.allSatisfy { ("0"..."9").contains($0) } }
+        return number.count <= 2 && digits(number[0], 6) && (number.count == 1 || digits(number[1], 9))
     }
 
     /// The methods `path` answers, from `endpoints`, with HEAD after GET; `nil` when no endpoint

@@ -369,16 +369,16 @@ struct AdminAPITests {
         }
     }
 
-    @Test("alert names and route label values are capped at 256 bytes; a longer one is 400 naming the field, and nothing is done")
+    @Test("alert names and route label values are capped at 256 characters; a longer one is 400 naming the field, and nothing is done")
     func alertLabelCaps() async throws {
         let harness = try await AdminHarness()
         try await harness.run { client in
             try await client.execute(uri: "/v1/routes/shop/rollout", method: .post, headers: harness.auth) { #expect($0.status == .created) }
-            let long = String(repeating: "n", count: AdminServer.maxAlertLabelBytes + 1)
-            let atCap = String(repeating: "é", count: AdminServer.maxAlertLabelBytes / 2)  // 2 bytes each
+            let long = String(repeating: "n", count: AdminServer.maxAlertLabelLength + 1)
+            let atCap = String(repeating: "é", count: AdminServer.maxAlertLabelLength)  // 2 UTF-8 bytes each: characters count
             let cases: [(String, String)] = [
-                (#"{"status": "firing", "labels": {"alertname": "\#(long)", "teal_route": "shop"}}"#, "field alerts[1].labels.alertname is longer than 256 bytes"),
-                (#"{"status": "resolved", "labels": {"alertname": "Burn", "teal_route": "\#(long)"}}"#, "field alerts[1].labels.teal_route is longer than 256 bytes"),
+                (#"{"status": "firing", "labels": {"alertname": "\#(long)", "teal_route": "shop"}}"#, "field alerts[1].labels.alertname is longer than 256 characters"),
+                (#"{"status": "resolved", "labels": {"alertname": "Burn", "teal_route": "\#(long)"}}"#, "field alerts[1].labels.teal_route is longer than 256 characters"),
             ]
             for (alert, message) in cases {
                 let body = #"{"alerts": [{"status": "firing", "labels": {"alertname": "Burn", "teal_route": "shop"}}, \#(alert)]}"#
@@ -394,6 +394,22 @@ struct AdminAPITests {
                 let results = try JSONDecoder().decode([AlertResult].self, from: Data(buffer: response.body))
                 #expect(results == [AlertResult(route: "shop", alert: atCap, result: "rolled-back")])
             }
+        }
+    }
+
+    @Test("hold and maxP99 are durations as the document's pattern says; others are 400 naming the field, and no release starts")
+    func releaseDurations() async throws {
+        let harness = try await AdminHarness()
+        try await harness.run { client in
+            for body in [#"{"hold": "1234567s"}"#, #"{"maxP99": "1.5"}"#, #"{"hold": "99999999999h"}"#, #"{"maxP99": "1.1234567890s"}"#] {
+                try await client.execute(uri: "/v1/routes/shop/rollout", method: .post, headers: harness.auth, body: AdminHarness.json(body)) {
+                    #expect($0.status == .badRequest, "\(body)")
+                    #expect($0.text.contains("is not a duration, e.g. 30s"), "\(body): \($0.text)")
+                }
+            }
+            #expect(harness.router.releases.state(route: "shop") == nil)
+            try await client.execute(uri: "/v1/routes/shop/rollout", method: .post, headers: harness.auth,
+                                     body: AdminHarness.json(#"{"hold": "999999h", "maxP99": "0.25s"}"#)) { #expect($0.status == .created) }
         }
     }
 
