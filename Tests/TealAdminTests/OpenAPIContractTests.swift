@@ -126,7 +126,8 @@ struct OpenAPIContractTests {
         let instance = try Self.pattern(schemas + ["RolloutRequest", "properties", "green", "properties", "instances", "items", "pattern"])
         for text in ["127.0.0.1:9201", "localhost:1", "h:65535", "h:65536", "h:0", "h:00080", "h:", ":80", "h", "[::1]:80", "[::1]", "[::1]80",
                      "[x]:80", "[:]:80", "[a b:]:80", "[a/:]:80", "::1:80", "h:80:80", "a b:80", "a/b:80", " h:80 ", "\th:80", "h\t:80",
-                     "a[b:80", "[a:b]]:80", "h:+80", "h:8 0", "é:80", "h:８0", "[a:b]:99999", ""] {
+                     "a[b:80", "[a:b]]:80", "h:+80", "h:8 0", "é:80", "h:８0", "[a:b]:99999", "", "[\u{1F3FB}\u{13}x:~y]:2930",
+                     "h:\u{301}80", "a]b:80", "[a[b:c]:80", "[a\\:b]:80", "h^~!:80", "[^:~]:80", "h\u{7F}:80", "\u{1}h:80"] {
             #expect(Self.matches(instance, text) == (InstanceAddress(parsing: text) != nil), "instance \"\(text)\"")
         }
     }
