@@ -54,8 +54,31 @@ public enum AdminServer {
     /// The alert label that names the route to roll back.
     public static let defaultRouteLabel = "teal_route"
 
+    /// The methods each path of the API answers (paths in Hummingbird's syntax, `:name` for a
+    /// segment), in the order `Allow` lists them; HEAD goes with GET. `router` serves exactly
+    /// these, and another method on one of these paths is answered 405 with `Allow`.
+    static let endpoints: [(path: String, methods: [HTTPRequest.Method])] = [
+        ("/healthz", [.get]),
+        ("/metrics", [.get]),
+        ("/v1/openapi.yaml", [.get]),
+        ("/v1/routes", [.get]),
+        ("/v1/routes/:route", [.get]),
+        ("/v1/routes/:route/split", [.put]),
+        ("/v1/routes/:route/rollout", [.get, .post]),
+        ("/v1/routes/:route/rollout/:action", [.post]),
+        ("/v1/events", [.get]),
+        ("/v1/reload", [.post]),
+        ("/v1/alerts", [.post]),
+    ]
+
+    /// The longest alert name and route label value `POST /v1/alerts` takes, in characters
+    /// (Unicode code points, as JSON Schema's `maxLength` counts).
+    public static let maxAlertLabelLength = 256
+
     public static func router(backend: any AdminBackend, token: String?, routeLabel: String = defaultRouteLabel) -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+        // First, so that it wraps every endpoint and the not-found answer.
+        router.add(middleware: HTTPSemanticsMiddleware())
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -74,7 +97,9 @@ public enum AdminServer {
         v1.put("routes/:route/split") { request, context in
             let name = try context.parameters.require("route")
             let body = try await decode(SplitBody.self, from: request)
-            guard let split = Split(blue: body.blue, green: body.green) else {
+            // Range first: the weights come from outside and are any Int.
+            let weights = 0...Split.maxWeight
+            guard weights.contains(body.blue), weights.contains(body.green), let split = Split(blue: body.blue, green: body.green) else {
                 throw AdminError.badRequest("split \(body.blue)/\(body.green) is not valid: weights are 0...\(Split.maxWeight) and not both 0")
             }
             return try json(try await backend.setSplit(split, route: name, by: requester(request)))
@@ -82,6 +107,11 @@ public enum AdminServer {
         v1.post("routes/:route/rollout") { request, context in
             let name = try context.parameters.require("route")
             let body = try await decode(RolloutRequest.self, from: request, allowEmpty: true)
+            for (field, value) in [("hold", body.hold), ("maxP99", body.maxP99)] {
+                guard let value, !isDuration(value) else { continue }
+                throw AdminError.badRequest("field \(field): \"\(value)\" is not a duration, e.g. 30s, 250ms or 1.5m "
+                    + "(at most 6 digits before the point and 9 after it, and a unit ms, s, m or h)")
+            }
             return try json(try await backend.startRollout(route: name, request: body, by: requester(request)), status: .created)
         }
         v1.get("routes/:route/rollout") { _, context in
@@ -99,8 +129,9 @@ public enum AdminServer {
             let route = request.uri.queryParameters.get("route")
             var since: Date?
             if let text = request.uri.queryParameters.get("since") {
-                guard let date = ISO8601DateFormatter().date(from: text) else {
-                    throw AdminError.badRequest("since \"\(text)\" is not an ISO 8601 time, e.g. 2026-11-27T10:00:00Z")
+                guard let date = InternetDateTime.parse(text) else {
+                    throw AdminError.badRequest("since \"\(text)\" is not an ISO 8601 time (RFC 3339), e.g. 2026-11-27T10:00:00Z "
+                        + "or 2026-11-27T10:00:00.123+01:00")
                 }
                 since = date
             }
@@ -111,6 +142,12 @@ public enum AdminServer {
         }
         v1.post("alerts") { request, _ in
             let payload = try await decode(AlertmanagerPayload.self, from: request)
+            // Checked before any alert acts, so a refused payload changes nothing.
+            for (index, alert) in payload.alerts.enumerated() {
+                for label in ["alertname", routeLabel] where alert.labels[label].map({ $0.unicodeScalars.count > maxAlertLabelLength }) == true {
+                    throw AdminError.badRequest("field alerts[\(index)].labels.\(label) is longer than \(maxAlertLabelLength) characters")
+                }
+            }
             var results: [AlertResult] = []
             for alert in payload.alerts where alert.status == "firing" {
                 guard let route = alert.labels[routeLabel] else { continue }
@@ -120,6 +157,26 @@ public enum AdminServer {
             return try json(results)
         }
         return router
+    }
+
+    /// Whether `text` is a duration as the API document's `Duration` pattern says:
+    /// `^[0-9]{1,6}(\.[0-9]{1,9})?(ms|s|m|h)$`. Six whole digits keep every unit within `Duration`.
+    static func isDuration(_ text: String) -> Bool {
+        guard let unit = ["ms", "s", "m", "h"].first(where: text.hasSuffix) else { return false }
+        let number = text.dropLast(unit.count).split(separator: ".", omittingEmptySubsequences: false)
+        let digits = { (part: Substring, most: Int) in (1...most).contains(part.count) && part.allSatisfy { ("0"..."9").contains($0) } }
+        return number.count <= 2 && digits(number[0], 6) && (number.count == 1 || digits(number[1], 9))
+    }
+
+    /// The methods `path` answers, from `endpoints`, with HEAD after GET; `nil` when no endpoint
+    /// has this path. Empty segments are skipped, as the router does.
+    static func allowedMethods(path: String) -> [HTTPRequest.Method]? {
+        let segments = path.split(separator: "/")
+        let endpoint = endpoints.first { endpoint in
+            let pattern = endpoint.path.split(separator: "/")
+            return pattern.count == segments.count && zip(pattern, segments).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
+        }
+        return endpoint.map { $0.methods.flatMap { $0 == .get ? [.get, .head] : [$0] } }
     }
 
     /// Who sent an API request, as the journal names it: `cli` for the `teal` command (its
@@ -155,14 +212,28 @@ public enum AdminServer {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    /// Decodes a JSON body, turning decoding errors into 400s that name the field.
+    /// The largest request body the API reads: 1 MiB.
+    public static let maxBodyBytes = 1 << 20
+
+    /// Decodes a JSON body, turning decoding errors into 400s that name the field, and a body
+    /// over `maxBodyBytes` into a 413.
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, allowEmpty: Bool = false) async throws -> T {
-        let buffer = try await request.body.collect(upTo: 1 << 20)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maxBodyBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw AdminError(status: 413, message: "the body is larger than the limit of 1 MiB (\(maxBodyBytes) bytes)")
+        }
         if allowEmpty && buffer.readableBytes == 0, let empty = try? JSONDecoder().decode(T.self, from: Data("{}".utf8)) {
             return empty
         }
+        let data = Data(buffer.readableBytesView)
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty && (try? JSONDecoder().decode(AnyJSON.self, from: data)) != nil {
+            // Foundation reports a number that does not fit its field's type (1.5 or 1e20 for an
+            // integer) as invalid JSON with no coding path; the body is valid JSON, so say that.
+            throw AdminError.badRequest("a number in the body does not fit its field: an integer field takes a whole number of at most 64 bits")
         } catch let error as DecodingError {
             throw AdminError.badRequest(describe(error))
         } catch {
@@ -170,18 +241,61 @@ public enum AdminServer {
         }
     }
 
+    /// Any JSON value, numbers read as `Double`: decodes exactly when the text is valid JSON
+    /// (bar numbers beyond `Double`).
+    private enum AnyJSON: Decodable {
+        case value
+
+        init(from decoder: any Decoder) throws {
+            if let container = try? decoder.container(keyedBy: AnyKey.self) {
+                for key in container.allKeys { _ = try container.decode(AnyJSON.self, forKey: key) }
+            } else if var container = try? decoder.unkeyedContainer() {
+                while !container.isAtEnd { _ = try container.decode(AnyJSON.self) }
+            } else {
+                let container = try decoder.singleValueContainer()
+                guard container.decodeNil() || (try? container.decode(Bool.self)) != nil || (try? container.decode(Double.self)) != nil
+                    || (try? container.decode(String.self)) != nil else {
+                    throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a JSON value")
+                }
+            }
+            self = .value
+        }
+
+        private struct AnyKey: CodingKey {
+            let stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+    }
+
+    /// Names what a decoding error is about: `field a.b[0]`, or `the body` when it is about the
+    /// whole body (an empty coding path), so no text has an empty field name.
     static func describe(_ error: DecodingError) -> String {
         func path(_ keys: [any CodingKey]) -> String {
-            keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+            var text = ""
+            for key in keys {
+                if let index = key.intValue {
+                    text += "[\(index)]"
+                } else if key.stringValue.isEmpty {
+                    text += "[\"\"]"  // an empty object key, which JSON allows
+                } else {
+                    text += (text.isEmpty ? "" : ".") + key.stringValue
+                }
+            }
+            return text
+        }
+        func subject(_ keys: [any CodingKey], _ type: Any.Type) -> String {
+            keys.isEmpty ? "the body must be \(typeName(type, json: true))" : "field \(path(keys)) must be \(typeName(type))"
         }
         switch error {
         case .keyNotFound(let key, let context):
             let parent = path(context.codingPath)
             return "missing field \(parent.isEmpty ? key.stringValue : parent + "." + key.stringValue)"
         case .typeMismatch(let type, let context):
-            return "field \(path(context.codingPath)) must be \(typeName(type))"
+            return subject(context.codingPath, type)
         case .valueNotFound(let type, let context):
-            return "field \(path(context.codingPath)) must be \(typeName(type)), found null"
+            return subject(context.codingPath, type) + ", found null"
         case .dataCorrupted(let context):
             return context.codingPath.isEmpty ? "the body is not valid JSON" : "field \(path(context.codingPath)) is not valid"
         @unknown default:
@@ -189,12 +303,13 @@ public enum AdminServer {
         }
     }
 
-    static func typeName(_ type: Any.Type) -> String {
+    /// `a number`, `a string`, `a list`, `an object`…; `json` says `a JSON object` (for the body).
+    static func typeName(_ type: Any.Type, json: Bool = false) -> String {
         switch type {
         case is Int.Type, is Double.Type, is UInt64.Type: "a number"
         case is String.Type: "a string"
         case is Bool.Type: "true or false"
-        default: type is [Any].Type ? "a list" : "an object"
+        default: type is [Any].Type ? (json ? "a JSON list" : "a list") : (json ? "a JSON object" : "an object")
         }
     }
 }
@@ -210,7 +325,8 @@ extension AdminError: HTTPResponseError {
     }
 }
 
-/// Requires `Authorization: Bearer TOKEN` when a token is set; compares in constant time.
+/// Requires `Authorization: Bearer TOKEN` when a token is set; compares in constant time. The
+/// scheme's name is case-insensitive (RFC 9110 §11.1): `bearer TOKEN` is the same.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: [UInt8]?
 
@@ -220,13 +336,23 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token else { return try await next(request, context) }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let header = request.headers[.authorization], let credentials = Self.bearerCredentials(header) else {
             throw AdminError(status: 401, message: "this endpoint needs Authorization: Bearer TOKEN")
         }
-        guard Self.constantTimeEquals(Array(header.utf8.dropFirst(7)), token) else {
+        guard Self.constantTimeEquals(credentials, token) else {
             throw AdminError(status: 401, message: "the bearer token is not valid")
         }
         return try await next(request, context)
+    }
+
+    /// The credentials of an `Authorization` value in the Bearer scheme (`auth-scheme 1*SP
+    /// token68`, the scheme in any case); `nil` for another scheme or none.
+    static func bearerCredentials(_ value: String) -> [UInt8]? {
+        let bytes = Array(value.utf8)
+        let scheme = Array("bearer".utf8)
+        guard bytes.count > scheme.count, bytes[scheme.count] == UInt8(ascii: " "),
+              zip(bytes, scheme).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
+        return Array(bytes[scheme.count...].drop { $0 == UInt8(ascii: " ") })
     }
 
     /// Compares every byte whatever the first difference, so timing does not tell how much matched.

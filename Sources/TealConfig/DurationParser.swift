@@ -16,12 +16,17 @@ public func parseDuration(_ text: some StringProtocol) -> Duration? {
     let fraction = parts.count == 2 ? parts[1] : ""
     guard parts.count <= 2, !whole.isEmpty, parts.count == 1 || !fraction.isEmpty, fraction.count <= 9,
           (whole + fraction).allSatisfy({ $0.isASCII && $0.isNumber }),
-          let scaled = Int64(whole + fraction) else { return nil }
+          let wholeValue = Int64(whole), let fractionValue = Int64(fraction.isEmpty ? "0" : fraction) else { return nil }
     var divisor: Int64 = 1
     for _ in fraction { divisor *= 10 }
-    let (product, overflow) = scaled.multipliedReportingOverflow(by: unit.nanoseconds)
-    guard !overflow else { return nil }
-    return .nanoseconds(product / divisor)
+    // The whole part and the fraction are scaled apart: scaled together (353131420070 for
+    // `353.131420070s`), a modest duration with nine decimals overflowed. The fraction's share is
+    // below one unit, so it fits; the double-width product keeps it exact.
+    let (wholeNanoseconds, overflow) = wholeValue.multipliedReportingOverflow(by: unit.nanoseconds)
+    let fractionNanoseconds = divisor.dividingFullWidth(fractionValue.multipliedFullWidth(by: unit.nanoseconds)).quotient
+    let (total, sumOverflow) = wholeNanoseconds.addingReportingOverflow(fractionNanoseconds)
+    guard !overflow, !sumOverflow else { return nil }
+    return .nanoseconds(total)
 }
 
 /// The longest duration a route file or an API request may give (8760h, a year): longer ones are

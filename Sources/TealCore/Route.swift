@@ -20,9 +20,12 @@ public struct InstanceAddress: Hashable, Sendable, CustomStringConvertible, Comp
         self.port = port
     }
 
-    /// Parses `host:port`, `1.2.3.4:80` or `[::1]:80`; `nil` when malformed.
+    /// Parses `host:port`, `1.2.3.4:80` or `[::1]:80`; `nil` when malformed. Host names are
+    /// printable ASCII (IDNs in their `xn--` form): Swift compares characters, and a combining
+    /// mark or emoji modifier would join a `[` or `:` into another character and hide it.
     public init?(parsing text: some StringProtocol) {
         let text = text.trimmingSpaces
+        guard text.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else { return nil }
         let hostPart: Substring
         let portPart: Substring
         if text.hasPrefix("[") {

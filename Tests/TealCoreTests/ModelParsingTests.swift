@@ -58,7 +58,8 @@ import Testing
     }
 
     @Test(arguments: ["127.0.0.1", "host", "host:", ":80", "[]:80", "host:0", "host:65536", "host:-1", "host:abc",
-                      "::1:80", "[::1]", "[::1]80", "[::1:80", "[127.0.0.1]:80", "a b:80", "a/b:80", "", "host:99999999999999999999"])
+                      "::1:80", "[::1]", "[::1]80", "[::1:80", "[127.0.0.1]:80", "a b:80", "a/b:80", "", "host:99999999999999999999",
+                      "[\u{1F3FB}a:b]:80", "host:\u{301}80", "h\u{301}:80", "h\t:80", "é.example:80", "h\u{7F}:80"])
     func rejects(text: String) {
         #expect(InstanceAddress(parsing: text) == nil)
     }

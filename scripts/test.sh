@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need, when it is missing, and runs
+# `swift test` with any arguments given (`scripts/test.sh --filter OpenAPI`).
+#
+# What the tests use besides Swift:
+# - Debian packages (apt-get, after apt-get update, only the missing ones): promtool (prometheus)
+#   and Python's prometheus_client parser (python3-prometheus-client, run with /usr/bin/python3)
+#   check /metrics; the state store (GRDB) links the system SQLite (libsqlite3-dev); the HTTPS
+#   tests make certificates with openssl and talk to Teal with curl; the HTTP/2 tests use nghttp
+#   and h2load (nghttp2-client); python3-venv makes the virtualenv below.
+# - PyPI, pinned, in a virtualenv at .build/test-venv: schemathesis, which SchemathesisTests runs
+#   against a live `teal serve`. The tests find it there, or at TEAL_SCHEMATHESIS, which this
+#   script sets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(prometheus python3-prometheus-client libsqlite3-dev openssl curl python3-venv nghttp2-client)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    echo "installing Debian packages: ${missing[*]}" >&2
+    $SUDO apt-get update
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+schemathesis_version=4.32.5
+venv=.build/test-venv
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
+    echo "installing schemathesis $schemathesis_version into $venv" >&2
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+TEAL_SCHEMATHESIS="$(pwd)/$venv/bin/schemathesis"
+export TEAL_SCHEMATHESIS
+
+exec swift test "$@"
