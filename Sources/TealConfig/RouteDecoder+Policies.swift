@@ -3,7 +3,8 @@ import TealCore
 /// The policy sections of a route file: `rollout`, `preview`, `health` and `upstream`.
 extension RouteDecoder {
     /// The release policy; `green` is the route's green pool, which `autoStart` needs.
-    static func rollout(_ node: ConfigNode, green: PoolSpec?) throws(ConfigError) -> RolloutPolicy {
+    /// `hookCheck`, when given, checks that hook commands can run (see `HookCommandCheck`).
+    static func rollout(_ node: ConfigNode, green: PoolSpec?, hookCheck: HookCommandCheck?) throws(ConfigError) -> RolloutPolicy {
         let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback", "onNoTraffic", "hooks", "autoStart"])
         let stepsNode = try keys.required("steps", expecting: "a list of splits, e.g. [6/0, 2/4, 0/6]")
         var steps: [PlanStep] = []
@@ -22,7 +23,7 @@ extension RouteDecoder {
         }
         if let rollbackNode = keys.optional("rollback") { policy.rollback = try rollback(rollbackNode) }
         policy.onNoTraffic = try keys.optional("onNoTraffic").map(noTraffic) ?? policy.onNoTraffic
-        policy.hooks = try keys.optional("hooks").map(hooks) ?? policy.hooks
+        if let hooksNode = keys.optional("hooks") { policy.hooks = try hooks(hooksNode, check: hookCheck) }
         if let autoStartNode = keys.optional("autoStart") {
             policy.autoStart = try autoStartNode.bool()
             if policy.autoStart {
@@ -47,11 +48,14 @@ extension RouteDecoder {
         return .rollback(after: try keys.required("rollback", expecting: "a duration, e.g. rollback: 5m").duration())
     }
 
-    private static func hooks(_ node: ConfigNode) throws(ConfigError) -> ReleaseHooks {
+    private static func hooks(_ node: ConfigNode, check: HookCommandCheck?) throws(ConfigError) -> ReleaseHooks {
         let keys = try node.mapping(keys: ["step", "promoted", "rolledBack", "timeout"])
         var hooks = ReleaseHooks()
         func command(_ key: String) throws(ConfigError) -> String? {
-            try keys.optional(key)?.text("a shell command", example: "./notify.sh")
+            guard let commandNode = keys.optional(key) else { return nil }
+            let command = try commandNode.text("a shell command", example: "./notify.sh")
+            if let problem = check?.problem(with: command) { throw commandNode.error(problem) }
+            return command
         }
         hooks.step = try command("step")
         hooks.promoted = try command("promoted")

@@ -4,7 +4,8 @@ import TealCore
 /// Builds a `Route` from the YAML tree of one route file, checking every key on the way.
 /// The keys and their defaults are listed on `RouteFileLoader`.
 enum RouteDecoder {
-    static func route(from root: ConfigNode) throws(ConfigError) -> Route {
+    /// `hookCheck`, when given, checks that hook commands can run (see `HookCommandCheck`).
+    static func route(from root: ConfigNode, hookCheck: HookCommandCheck? = nil) throws(ConfigError) -> Route {
         let keys = try root.mapping(keys: ["route", "match", "blue", "green", "split", "rollout", "preview", "health", "upstream"])
         let name = try routeName(keys.required("route", expecting: "the route's name, e.g. route: shop"))
         let blue = try pool(keys.required("blue", expecting: "the running pool, e.g. blue: {instances: [127.0.0.1:9101]}"),
@@ -21,7 +22,9 @@ enum RouteDecoder {
                 try requireGreen(green, at: node, "\(route.split) gives green traffic", orElse: "use 1/0")
             }
         }
-        if let node = keys.optional("rollout") { route.rollout = try rollout(node, green: green) }
+        if let node = keys.optional("rollout") { route.rollout = try rollout(node, green: green, hookCheck: hookCheck) }
+        // Without a split the route starts all blue in its plan's terms (6/0 for 6/0 → 2/4 → 0/6).
+        if keys.optional("split") == nil { route.split = route.allBlue }
         if let node = keys.optional("preview") {
             route.preview = try preview(node)
             if route.preview != nil {

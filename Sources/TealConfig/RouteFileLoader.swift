@@ -18,7 +18,7 @@ import Yams
 /// | `green.version`, `green.instances` | as blue; instances may be empty, none shared with blue | no green pool |
 /// | `blue.dns`, `green.dns` | `name:port` instead of `instances`: the pool is what the name resolves to (A and AAAA), re-resolved every `resolveEvery` (duration ≥ 100ms, default `5s`); a failed or empty answer keeps the last set | none |
 /// | `blue.tls`, `green.tls` | `{ca: PEM file (readable), serverName}`: HTTPS to the instances, certificate verified against `ca` (else the system store) for `serverName` (else the instance host) | plain HTTP |
-/// | `split` | `B/G` (`2/4`) or green percentage (`25%`); green > 0 needs green instances | `1/0` |
+/// | `split` | `B/G` (`2/4`) or green percentage (`25%`); green > 0 needs green instances | all blue in the plan's terms (`6/0` for steps `[6/0, 2/4, 0/6]`), `1/0` without a plan |
 /// | `rollout.steps` | non-empty list of splits, or `{split, hold}` / `{split, gate: true}` | required in `rollout` |
 /// | `rollout.hold` | duration | `30s` |
 /// | `rollout.smoke[]` | `{path (required), expect: 100...599 = 200, method = GET, bodyContains, timeout = 2s}` | none |
@@ -26,7 +26,7 @@ import Yams
 /// | `rollout.rollback.minRequests` | integer >= 1 | `50` |
 /// | `rollout.rollback.maxP99` | duration | none |
 /// | `rollout.onNoTraffic` | `wait` (a step waits for green's first request), `ignore`, or `{rollback: <duration>}` | `wait` |
-/// | `rollout.hooks.step`, `rollout.hooks.promoted`, `rollout.hooks.rolledBack` | shell command, not empty | none |
+/// | `rollout.hooks.step`, `rollout.hooks.promoted`, `rollout.hooks.rolledBack` | shell command, not empty, run by `/bin/sh -c` in Teal's working directory; its program must resolve when the file loads (`HookCommandCheck`: on `PATH`, or with a `/` an executable file, relative to the working directory) | none |
 /// | `rollout.hooks.timeout` | duration | `60s` |
 /// | `rollout.autoStart` | boolean; `true` needs green instances | `false` |
 /// | `preview` | `true` (defaults), `false`, or a mapping of the keys below; needs a green pool | off |
@@ -48,18 +48,22 @@ public enum RouteFileLoader {
     /// Reads the routes at `path`: a single route file, or a directory whose `*.yaml` and `*.yml`
     /// files are read in name order (other files and names starting with `.` are ignored).
     /// Then checks them together with `validate(_:files:)`. An empty directory gives `[]`.
-    public static func loadRoutes(at path: String) throws(ConfigError) -> [Route] {
+    ///
+    /// Hook commands are checked with `hookCheck` (by default against this process's `PATH` and
+    /// working directory, where hooks run).
+    public static func loadRoutes(at path: String, hookCheck: HookCommandCheck = .current) throws(ConfigError) -> [Route] {
         let files = try routeFiles(at: path)
         var routes: [Route] = []
         for file in files {
-            routes.append(try parseRoute(yaml: readText(of: file), file: file))
+            routes.append(try parseRoute(yaml: readText(of: file), file: file, hookCheck: hookCheck))
         }
         try validate(routes, files: files)
         return routes
     }
 
-    /// Reads one route file's text; `file` is only used in errors.
-    public static func parseRoute(yaml: String, file: String) throws(ConfigError) -> Route {
+    /// Reads one route file's text; `file` is only used in errors. Hook commands are checked
+    /// only with a `hookCheck` (`loadRoutes` always checks them).
+    public static func parseRoute(yaml: String, file: String, hookCheck: HookCommandCheck? = nil) throws(ConfigError) -> Route {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -69,7 +73,7 @@ public enum RouteFileLoader {
         guard let root else {
             throw ConfigError(file: file, message: "the file has no route; expected at least `route` and `blue`")
         }
-        return try RouteDecoder.route(from: ConfigNode(root: root, file: file))
+        return try RouteDecoder.route(from: ConfigNode(root: root, file: file), hookCheck: hookCheck)
     }
 
     /// Checks routes read from different files against each other: route names are unique, no two

@@ -258,6 +258,14 @@ public struct RolloutPolicy: Hashable, Sendable, Codable {
     public var autoStart = false
 
     public init(steps: [PlanStep]) { self.steps = steps }
+
+    /// All blue in this plan's terms: its first all-blue step (`6/0` in `[6/0, 2/4, 0/6]`), else
+    /// all blue at the largest scale among its steps (`6/0` for `[2/4, 0/6]`). Rollbacks, aborts
+    /// and promotions of a release by this plan set this split.
+    public var allBlue: Split {
+        if let first = steps.first(where: { $0.split.isAllBlue }) { return first.split }
+        return .allBlue(scale: steps.map(\.split.scale).max() ?? 1)
+    }
 }
 
 /// Shell commands run at release events, with `TEAL_ROUTE`, `TEAL_EVENT`, `TEAL_STEP`,
@@ -273,6 +281,19 @@ public struct ReleaseHooks: Hashable, Sendable, Codable {
     public var timeout: Duration = .seconds(60)
 
     public init() {}
+
+    /// Longest a command is shown in the journal and rollback reasons.
+    public static let displayLength = 120
+
+    /// A command as the journal shows it: its first non-blank line, cut at `displayLength`
+    /// characters (with `…`); a multi-line script ends in ` …`.
+    public static func display(_ command: String) -> String {
+        let lines = command.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces }.filter { !$0.isEmpty }
+        guard let first = lines.first else { return command }
+        var shown = first.count > displayLength ? String(first.prefix(displayLength)) + "…" : String(first)
+        if lines.count > 1 { shown += " …" }
+        return shown
+    }
 }
 
 /// Lets testers reach green through the router whatever the split: a request with the header
@@ -311,6 +332,12 @@ public struct Route: Hashable, Sendable {
         self.green = green
         self.split = split
         self.rollout = rollout
+    }
+
+    /// All blue in this route's terms: its plan's (`RolloutPolicy.allBlue`) when it has one, else
+    /// at the scale of its split (`6/0` for a route at `6/0` or `2/4`).
+    public var allBlue: Split {
+        rollout?.allBlue ?? .allBlue(scale: split.scale)
     }
 
     /// The pool of a colour; green is empty when the route has none.

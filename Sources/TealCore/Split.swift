@@ -63,8 +63,23 @@ public struct Split: Hashable, Sendable, Codable, CustomStringConvertible {
         self = split
     }
 
-    /// All traffic to blue.
+    /// All traffic to blue, in the smallest terms (`1/0`): for routes that state no other.
+    /// Prefer `allBlue(scale:)` (or `RolloutPolicy.allBlue`, `Route.allBlue`) to show all blue in
+    /// the terms of the route's plan; the picker routes `1/0` and `6/0` the same.
     public static let allBlue = Split(blue: 1, green: 0)!
+
+    /// All traffic to blue, written with `scale` as blue's weight (`allBlue(scale: 6)` is `6/0`),
+    /// so a route planned as `6/0 → 2/4 → 0/6` goes back to `6/0`, not `1/0`. `scale` is clamped
+    /// to `1...maxWeight`.
+    public static func allBlue(scale: Int) -> Split {
+        Split(blue: min(max(scale, 1), maxWeight), green: 0)!
+    }
+
+    /// Whether green gets nothing (`1/0`, `6/0`).
+    public var isAllBlue: Bool { green == 0 }
+
+    /// The sum of both weights: the terms the split is written in (`6` for `2/4`).
+    public var scale: Int { blue + green }
 
     /// Green's share of requests, from 0 to 1.
     public var greenFraction: Double { Double(green) / Double(blue + green) }

@@ -101,6 +101,10 @@ public protocol StateStore: Sendable {
     func appendJournal(_ entry: JournalEntry) async throws(StateStoreError)
     /// Journal entries, oldest first: of one route or all, from `since` on, the latest `limit`.
     func journal(route: String?, since: Date?, limit: Int) async throws(StateStoreError) -> [JournalEntry]
+    /// Deletes journal entries older than `cutoff`, then all but the latest `keepingLatest`
+    /// (latest by append order); returns how many went. Called now and then
+    /// (`JournalPruneSchedule`), so it may scan up to `keepingLatest` entries, but no more.
+    func pruneJournal(before cutoff: Date, keepingLatest: Int) async throws(StateStoreError) -> Int
 }
 
 extension Route {

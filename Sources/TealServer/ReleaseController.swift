@@ -38,6 +38,9 @@ public final class ReleaseController: Sendable {
     private let runs = Mutex<[String: ReleaseRun]>([:])
     private let journal = Mutex<[JournalEntry]>([])
     private let store: (any StateStore)?
+    /// How much of the stored journal is kept.
+    public let retention: JournalRetention
+    private let pruneSchedule = Mutex(JournalPruneSchedule())
     /// Journal entries kept in memory when there is no store.
     static let memoryJournalLimit = 10_000
     /// How often verdicts are evaluated and timers checked.
@@ -45,9 +48,11 @@ public final class ReleaseController: Sendable {
 
     public init(routing: RoutingController, proxy: ProxyServer, group: any EventLoopGroup,
                 evaluationInterval: Duration = .milliseconds(100), metrics: TealMetrics? = nil,
-                store: (any StateStore)? = nil, logger: Logger = Logger(label: "teal.release")) {
+                store: (any StateStore)? = nil, retention: JournalRetention = JournalRetention(),
+                logger: Logger = Logger(label: "teal.release")) {
         self.routing = routing
         self.store = store
+        self.retention = retention
         self.metrics = metrics
         self.proxy = proxy
         self.group = group
@@ -70,7 +75,7 @@ public final class ReleaseController: Sendable {
             runs[spec.route] = run
         }
         do {
-            try await routing.setGreen(spec.green, route: spec.route)
+            try await routing.setGreen(spec.green, route: spec.route, allBlue: spec.policy.allBlue)
         } catch {
             _ = runs.withLock { $0.removeValue(forKey: spec.route) }
             throw .routing(error)
@@ -240,6 +245,36 @@ public final class ReleaseController: Sendable {
         } catch {
             logger.error("journal entry not saved", metadata: ["route": "\(route)", "error": "\(error)"])
             appendToMemory(entry)
+            return
+        }
+        pruneJournalIfDue(appended: 1)
+    }
+
+    /// Prunes the stored journal in the background when `JournalPruneSchedule` says it is due
+    /// after `appended` new entries (0: a timer's check; the first check always prunes).
+    public func pruneJournalIfDue(appended: Int) {
+        guard store != nil, pruneSchedule.withLock({ $0.shouldPrune(appended: appended, at: .now) }) else { return }
+        Task {
+            _ = await self.pruneJournal()
+            self.pruneSchedule.withLock { $0.finished(at: .now) }
+        }
+    }
+
+    /// Deletes the stored journal entries past `retention` now; returns how many went (`nil`
+    /// without a store, or when the store failed, which is logged).
+    @discardableResult
+    public func pruneJournal(now: Date = Date()) async -> Int? {
+        guard let store else { return nil }
+        do {
+            let removed = try await store.pruneJournal(before: retention.cutoff(now: now), keepingLatest: retention.maxEntries)
+            if removed > 0 {
+                logger.info("journal pruned", metadata: ["removed": "\(removed)", "max age": "\(retention.maxAge)",
+                                                         "max entries": "\(retention.maxEntries)"])
+            }
+            return removed
+        } catch {
+            logger.error("journal not pruned", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
@@ -254,7 +289,7 @@ public final class ReleaseController: Sendable {
         case .setSplit(let split):
             do {
                 try await routing.setSplit(split, route: route)
-            } catch .stateNotSaved(let detail) where split == .allBlue {
+            } catch .stateNotSaved(let detail) where split.isAllBlue {
                 // Back to blue even when the state cannot be saved: safety first.
                 _ = try? await routing.setSplit(split, route: route, persist: false)
                 await record("split \(split) applied but not saved: \(detail)", route: route, source: source)
@@ -283,12 +318,14 @@ public final class ReleaseController: Sendable {
                                "TEAL_GREEN_WEIGHT": String(split.green), "TEAL_GREEN_VERSION": run.spec.green.version ?? ""]
             Task {
                 let failure = await HookRunner.run(command, environment: environment, timeout: hooks.timeout)
-                if let failure { await self.record("\(event) hook failed: \(failure)", route: route, source: "verdict") }
+                if let failure {
+                    await self.record("\(event) hook \(ReleaseHooks.display(command)) failed: \(failure)", route: route, source: "verdict")
+                }
                 if event == "step" { run.post(.hookFinished(step: step, failure: failure)) }
             }
-        case .promoteGreen:
+        case .promoteGreen(let split):
             do {
-                run.oldBlue = try await routing.promoteGreen(route: route)
+                run.oldBlue = try await routing.promoteGreen(route: route, split: split)
             } catch {
                 await record("could not promote: \(error)", route: route, source: source)
             }
@@ -525,22 +562,41 @@ final class ReleaseRun: @unchecked Sendable {
     }
 }
 
-/// Runs a hook command with `/bin/sh -c`, bounded by a timeout.
-enum HookRunner {
-    /// `nil` on success, else what went wrong.
-    static func run(_ command: String, environment: [String: String], timeout: Duration) async -> String? {
+/// Runs a hook command with `/bin/sh -c` in Teal's working directory, bounded by a timeout, and
+/// keeps the end of its output (stdout and stderr through one pipe, read as it comes, so a chatty
+/// hook can neither fill the pipe and stall nor use unbounded memory).
+public enum HookRunner {
+    /// How long the output is still read after the hook is seen to exit, should something else
+    /// still hold the pipe open. (Foundation's `Process` on Linux sees the exit only once every
+    /// child the hook left in the background has exited too, so such a hook counts as running,
+    /// up to `timeout`.)
+    static let outputGrace: Duration = .milliseconds(200)
+
+    /// `nil` on success, else what went wrong and the last lines of the output:
+    /// `exit status 127: /bin/sh: 1: ./scale.sh: not found`.
+    public static func run(_ command: String, environment: [String: String], timeout: Duration) async -> String? {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return "could not start: no pipe for its output (errno \(errno))" }
+        // Other children must not inherit the pipe (the hook gets the write end as its stdout/stderr).
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let output = PipeTailReader(fd: fds[0])
+        let writer = FileHandle(fileDescriptor: fds[1], closeOnDealloc: false)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardInput = FileHandle.nullDevice
-        return await withCheckedContinuation { continuation in
+        process.standardOutput = writer
+        process.standardError = writer
+        let failure: String? = await withCheckedContinuation { continuation in
             let once = Mutex(false)
             let finish: @Sendable (String?) -> Void = { result in
                 if once.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: result) }
             }
             process.terminationHandler = { process in
-                finish(process.terminationStatus == 0 ? nil : "exit status \(process.terminationStatus)")
+                let status = process.terminationStatus
+                let failed = process.terminationReason == .uncaughtSignal ? "killed by signal \(status)" : "exit status \(status)"
+                finish(status == 0 && process.terminationReason == .exit ? nil : failed)
             }
             do {
                 try process.run()
@@ -556,5 +612,58 @@ enum HookRunner {
                 }
             }
         }
+        // The child has its copy; without closing ours the pipe never reaches end of file.
+        close(fds[1])
+        let tail = await output.finish(grace: outputGrace)
+        guard let failure else { return nil }
+        return tail.isEmpty ? failure : "\(failure): \(tail)"
+    }
+}
+
+/// Reads a pipe on its own thread until end of file, or until told to stop and the pipe stays
+/// quiet; keeps a `HookOutputTail` of what it read. Closes the pipe when done.
+final class PipeTailReader: Sendable {
+    private let tail = Mutex(HookOutputTail())
+    /// When set, reading stops at this instant even without end of file.
+    private let stopAt = Mutex<ContinuousClock.Instant?>(nil)
+    private let done = Mutex<(finished: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    init(fd: Int32) {
+        let thread = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            while true {
+                if let deadline = stopAt.withLock({ $0 }), ContinuousClock.now >= deadline { break }
+                poller.revents = 0
+                let ready = poll(&poller, 1, 50)
+                if ready < 0 && errno == EINTR { continue }
+                if ready < 0 { break }
+                if ready == 0 { continue }
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }
+                tail.withLock { $0.append(buffer[0..<count]) }
+            }
+            close(fd)
+            let waiter = done.withLock { state in
+                state.finished = true
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+        thread.start()
+    }
+
+    /// Stops reading `grace` from now (or at end of file, if sooner) and returns the tail's summary.
+    func finish(grace: Duration) async -> String {
+        stopAt.withLock { $0 = .now + grace }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let finished = done.withLock { state in
+                if !state.finished { state.waiter = continuation }
+                return state.finished
+            }
+            if finished { continuation.resume() }
+        }
+        return tail.withLock { $0.summary }
     }
 }

@@ -118,7 +118,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                 route.blue = entry.file.blue == file.blue ? entry.route.blue : serving(.blue, before: entry.route.blue) ?? file.blue
                 route.green = entry.file.green == file.green ? entry.route.green : serving(.green, before: entry.route.green)
                 route.split = entry.route.split
-                if route.split.green > 0 && (route.green?.instances.isEmpty ?? true) { route.split = .allBlue }
+                if route.split.green > 0 && (route.green?.instances.isEmpty ?? true) { route.split = file.allBlue }
                 if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }
                 if route.blue != entry.route.blue {
                     entry.blueRecorder = TrafficRecorder(shards: proxy.shardCount)
@@ -193,8 +193,10 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     }
 
     /// Gives a route a (new) green pool for a release; green gets no traffic until a split says
-    /// so. Refused when the route is unknown, green has no instances, or shares one with blue.
-    public func setGreen(_ green: PoolSpec, route name: String) async throws(RoutingError) {
+    /// so (a split giving the old green traffic becomes `allBlue`, by default all blue in the
+    /// route file's terms). Refused when the route is unknown, green has no instances, or shares
+    /// one with blue.
+    public func setGreen(_ green: PoolSpec, route name: String, allBlue: Split? = nil) async throws(RoutingError) {
         try await mutate(route: name) { entry throws(RoutingError) in
             guard !green.instances.isEmpty else { throw .noGreenInstances(name) }
             if let shared = green.instances.first(where: entry.route.blue.instances.contains) {
@@ -202,25 +204,26 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             }
             entry.route.green = green
             if entry.route.split.green > 0 {
-                entry.route.split = .allBlue
-                entry.picker = PoolPicker(split: .allBlue)
+                entry.route.split = allBlue ?? entry.file.allBlue
+                entry.picker = PoolPicker(split: entry.route.split)
             }
             entry.health = PoolHealth(spec: entry.route.health, blue: entry.route.blue.instances, green: green.instances, keeping: entry.health)
         }
     }
 
     /// Promotes green: it becomes the route's blue (version, instances, counters and rotation),
-    /// green is emptied and all traffic goes to the new blue. Returns the old blue pool's
+    /// green is emptied and all traffic goes to the new blue, at `split` (by default all blue in
+    /// the route file's terms, `6/0` for a plan `6/0 → 2/4 → 0/6`). Returns the old blue pool's
     /// upstreams, which the caller drains.
-    public func promoteGreen(route name: String) async throws(RoutingError) -> [Upstream] {
+    public func promoteGreen(route name: String, split: Split? = nil) async throws(RoutingError) -> [Upstream] {
         var oldBlue = PoolSpec(instances: [])
         try await mutate(route: name) { entry throws(RoutingError) in
             guard let green = entry.route.green, !green.instances.isEmpty else { throw .noGreenInstances(name) }
             oldBlue = entry.route.blue
             entry.route.blue = green
             entry.route.green = nil
-            entry.route.split = .allBlue
-            entry.picker = PoolPicker(split: .allBlue)
+            entry.route.split = split.flatMap { $0.isAllBlue ? $0 : nil } ?? entry.file.allBlue
+            entry.picker = PoolPicker(split: entry.route.split)
             swap(&entry.blueRecorder, &entry.greenRecorder)
             swap(&entry.blueRotation, &entry.greenRotation)
             entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)

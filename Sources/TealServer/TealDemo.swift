@@ -60,7 +60,7 @@ public struct TealDemo: Sendable {
         policy.rollback.maxErrorRate = 0.05
         policy.rollback.minRequests = 50
         policy.rollback.maxP99 = .milliseconds(800)
-        var route = Route(name: "demo", blue: PoolSpec(version: "1.0.0", instances: blue), split: .allBlue, rollout: policy)
+        var route = Route(name: "demo", blue: PoolSpec(version: "1.0.0", instances: blue), split: policy.allBlue, rollout: policy)
         route.health.enabled = false
         var configuration = ProxyConfiguration()
         configuration.listenPort = options.listenPort

@@ -27,6 +27,8 @@ public struct ServeOptions: Sendable {
     public var takeover = false
     /// Certificates of the HTTPS listener (`proxy.tlsListenPort`); the first is the default.
     public var tlsCertificates: [TLSCertificatePair] = []
+    /// How much of the journal the state file keeps (`--journal-max-age`, `--journal-max-entries`).
+    public var journalRetention = JournalRetention()
 
     public init() {}
 }
@@ -67,7 +69,8 @@ public final class TealRouter: Sendable {
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
                 group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
                 routesPath: String? = nil, stateLock: StateLock? = nil, predecessor: Int32? = nil,
-                tls: TLSTerminator? = nil, resolver: any InstanceResolver = SystemResolver(), logger: Logger = Logger(label: "teal")) {
+                tls: TLSTerminator? = nil, resolver: any InstanceResolver = SystemResolver(),
+                journalRetention: JournalRetention = JournalRetention(), logger: Logger = Logger(label: "teal")) {
         self.routesPath = routesPath
         self.store = store
         self.stateLock = stateLock
@@ -85,7 +88,7 @@ public final class TealRouter: Sendable {
         self.controller = controller
         reporter.target.withLock { $0 = controller }
         self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics,
-                                          store: store, logger: logger)
+                                          store: store, retention: journalRetention, logger: logger)
         self.discovery = DNSDiscoveryService(controller: controller, releases: releases, proxy: proxy, drainTimeout: drainTimeout,
                                              resolver: resolver, logger: logger)
     }
@@ -125,7 +128,8 @@ public final class TealRouter: Sendable {
             logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
         }
         return TealRouter(routes: routes, configuration: configuration, threads: options.threads, store: store, stored: stored,
-                          routesPath: options.routesPath, stateLock: lock, predecessor: predecessor, tls: tls, logger: logger)
+                          routesPath: options.routesPath, stateLock: lock, predecessor: predecessor, tls: tls,
+                          journalRetention: options.journalRetention, logger: logger)
     }
 
     /// The routes to serve: each file route with its stored run-time state when that state was
@@ -229,7 +233,8 @@ public final class TealRouter: Sendable {
     /// Runs until SIGINT or SIGTERM, then drains in-flight requests and returns. With `admin`,
     /// the admin API runs too (refused, with the reason, on a non-loopback address without a token).
     public func run(admin: AdminConfiguration? = nil) async throws {
-        var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger), discovery]
+        var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger), discovery,
+                                       JournalPruning(releases: releases)]
         DescriptorBudget.prepare(proxyConnections: proxy.configuration.maxConnections,
                                  adminConnections: admin?.maxConnections ?? 0, logger: logger)
         if let admin {
@@ -273,6 +278,21 @@ struct RetryingBind: Service {
     static func isAddressInUse(_ error: any Error) -> Bool {
         if let error = error as? IOError, error.errnoCode == EADDRINUSE { return true }
         return "\(error)".contains("Address already in use")
+    }
+}
+
+/// Prunes the stored journal at start-up and then as `JournalPruneSchedule` says (checked every
+/// minute; appends trigger it too), until shutdown.
+struct JournalPruning: Service {
+    let releases: ReleaseController
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                releases.pruneJournalIfDue(appended: 0)
+                try? await Task.sleep(for: .seconds(60))
+            }
+        }
     }
 }
 

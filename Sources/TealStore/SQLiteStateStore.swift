@@ -231,6 +231,22 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
+    public func pruneJournal(before cutoff: Date, keepingLatest: Int) async throws(StateStoreError) -> Int {
+        let keep = max(0, keepingLatest)
+        return try await write { db in
+            // By age: a range of the time index.
+            try db.execute(sql: "DELETE FROM journal WHERE time < ?", arguments: [cutoff.timeIntervalSince1970])
+            var removed = db.changesCount
+            // By count: everything up to the newest entry past the ones kept (a walk of at most
+            // `keep` rows of the primary key).
+            try db.execute(sql: """
+                DELETE FROM journal WHERE id <= (SELECT id FROM journal ORDER BY id DESC LIMIT 1 OFFSET ?)
+                """, arguments: [keep])
+            removed += db.changesCount
+            return removed
+        }
+    }
+
     private func encode(_ value: some Encodable) throws(StateStoreError) -> String {
         do {
             return try Self.json(value)

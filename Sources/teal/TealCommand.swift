@@ -72,6 +72,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Path of the state file.")
     var state = ".teal/state.sqlite"
 
+    @Option(help: "Journal entries older than this are deleted from the state file: a duration in h, m or s (2160h is 90 days, 720h 30 days; at most 87600h).")
+    var journalMaxAge = formatDuration(JournalRetention.defaultMaxAge)
+
+    @Option(help: "Most journal entries the state file keeps (the latest; older ones are deleted).")
+    var journalMaxEntries = JournalRetention.defaultMaxEntries
+
     @Option(help: "Event loop threads (default: one per core).")
     var threads: Int?
 
@@ -97,6 +103,12 @@ struct Serve: AsyncParsableCommand {
         if cert.count != key.count { throw ValidationError("give one --key for each --cert (\(cert.count) certificates, \(key.count) keys)") }
         if tlsListen != nil && cert.isEmpty { throw ValidationError("--tls-listen needs --cert and --key") }
         if tlsListen == nil && !cert.isEmpty { throw ValidationError("--cert and --key need --tls-listen") }
+        guard let age = parseDuration(journalMaxAge), age >= .seconds(1), age <= JournalRetention.longestMaxAge else {
+            throw ValidationError("--journal-max-age \"\(journalMaxAge)\" is not a duration from 1s to \(formatDuration(JournalRetention.longestMaxAge)), e.g. 720h for 30 days")
+        }
+        if !(1...JournalRetention.mostEntries).contains(journalMaxEntries) {
+            throw ValidationError("--journal-max-entries must be from 1 to \(JournalRetention.mostEntries)")
+        }
         guard let drain = parseDuration(drainTimeout), drain >= .zero else {
             throw ValidationError("--drain-timeout \"\(drainTimeout)\" is not a duration, e.g. 30s")
         }
@@ -144,6 +156,8 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(2)
         }
         options.statePath = state
+        options.journalRetention = JournalRetention(maxAge: parseDuration(journalMaxAge) ?? JournalRetention.defaultMaxAge,
+                                                    maxEntries: journalMaxEntries)
         options.threads = threads
         options.takeover = takeover
         guard FileManager.default.fileExists(atPath: routes) else {

@@ -146,7 +146,8 @@ struct AdminAPITests {
                 try await client.execute(uri: "/v1/routes/shop/rollout/abort", method: .post, headers: harness.auth) { response in
                     #expect(response.status == .ok)
                     let view = try JSONDecoder().decode(RolloutView.self, from: Data(buffer: response.body))
-                    #expect(view.state == "aborted" && view.split == SplitBody(blue: 1, green: 0))
+                    // All blue in the plan's terms: 2/4 → 0/1 aborts to 6/0.
+                    #expect(view.state == "aborted" && view.split == SplitBody(blue: 6, green: 0))
                 }
             }
             try await client.execute(uri: "/v1/routes/shop/rollout/promote", method: .post, headers: harness.auth) {
@@ -185,7 +186,8 @@ struct AdminAPITests {
                 let results = try JSONDecoder().decode([AlertResult].self, from: Data(buffer: response.body))
                 #expect(results == [AlertResult(route: "shop", alert: "HighErrorRate", result: "rolled-back")])
             }
-            #expect(harness.router.controller.routes[0].split == .allBlue)
+            // All blue in the plan's terms: 2/4 → 0/1 goes back to 6/0.
+            #expect(harness.router.controller.routes[0].split.description == "6/0")
             #expect(await harness.router.releases.events(route: "shop").contains { $0.text == "rolled back: alert HighErrorRate fired" })
             try await client.execute(uri: "/v1/alerts", method: .post, headers: harness.auth, body: AdminHarness.json("{\"alerts\": 3}")) {
                 #expect($0.status == .badRequest)

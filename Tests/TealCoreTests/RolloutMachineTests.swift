@@ -12,8 +12,9 @@ struct ReleaseScript {
 
     init(steps: [PlanStep] = ReleaseScript.defaultSteps, hold: Duration = .seconds(30),
          smoke: [SmokeRequest] = [SmokeRequest(path: "/healthz")], rollback: RollbackPolicy = RollbackPolicy(),
-         onNoTraffic: NoTrafficPolicy = .ignore) {
+         onNoTraffic: NoTrafficPolicy = .ignore, hooks: ReleaseHooks = ReleaseHooks()) {
         var policy = RolloutPolicy(steps: steps)
+        policy.hooks = hooks
         policy.hold = hold
         policy.smoke = smoke
         policy.rollback = rollback
@@ -84,7 +85,8 @@ struct RolloutMachineTests {
         #expect(actions.contains(.setSplit("0/6")))
         actions = try script.send(.tick, after: .seconds(30))
         guard case .draining(_, let deadline) = script.machine.state else { Issue.record("expected draining"); return }
-        #expect(actions.contains(.promoteGreen))
+        // The promoted route is all blue in the plan's terms: 6/0, as the plan began.
+        #expect(actions.contains(.promoteGreen(split: "6/0")))
         #expect(actions.contains(.drainOldBlue(deadline: deadline)))
         actions = try script.send(.drained, after: .seconds(2))
         #expect(script.machine.state == .promoted(at: script.now))
@@ -111,7 +113,8 @@ struct RolloutMachineTests {
         let instance = InstanceAddress(host: "127.0.0.1", port: 9201)
         let actions = try script.send(.smokeResults([SmokeOutcome(instance: instance, request: "GET /healthz", failure: "status 503")]))
         #expect(script.machine.state == .rolledBack(.smokeFailed(instance: instance, request: "GET /healthz", detail: "status 503"), at: script.now))
-        #expect(actions.first == .setSplit(.allBlue))
+        // All blue in the plan's terms: [6/1, 0/6] has no all-blue step, its largest scale is 7.
+        #expect(actions.first == .setSplit("7/0"))
         #expect(!actions.contains(.setSplit("6/1")))
         #expect("\(RollbackReason.smokeFailed(instance: instance, request: "GET /healthz", detail: "status 503"))".contains("127.0.0.1:9201"))
     }
@@ -129,7 +132,8 @@ struct RolloutMachineTests {
         let actions = try script.send(.statistics(green: green, blue: blue), after: .milliseconds(100))
         guard case .rolledBack(let reason, _) = script.machine.state else { Issue.record("expected a rollback"); return }
         #expect("\(reason)".contains(expected))
-        #expect(actions.first == .setSplit(.allBlue))
+        #expect(actions.first == .setSplit("6/0"))
+        #expect(actions.contains(.runHook(event: "rolledBack", step: 0, split: "6/0")))
     }
 
     @Test("green clearly worse than blue rolls back even under the absolute limit")
@@ -196,11 +200,13 @@ struct RolloutMachineTests {
         var promoted = ReleaseScript(smoke: [])
         try promoted.startAndReachFirstStep()
         let actions = try promoted.send(.promote(by: "cli"))
-        #expect(actions.contains(.promoteGreen))
+        #expect(actions.contains(.promoteGreen(split: "6/0")))
 
         var aborted = ReleaseScript(smoke: [])
         try aborted.startAndReachFirstStep()
-        #expect(try aborted.send(.abort(reason: "bad build", by: "cli")).first == .setSplit(.allBlue))
+        let abortActions = try aborted.send(.abort(reason: "bad build", by: "cli"))
+        #expect(abortActions.first == .setSplit("6/0"))
+        #expect(abortActions.contains(.record("aborted by cli: bad build; all traffic on blue (6/0)")))
         #expect(try aborted.send(.abort(reason: "again", by: "cli")).isEmpty)
 
         var alerted = ReleaseScript(smoke: [])
@@ -226,13 +232,29 @@ struct RolloutMachineTests {
         #expect(script.machine.state == final)
     }
 
-    @Test("a failing step hook rolls back before the step's split is set")
+    @Test("a failing step hook rolls back before the step's split is set, naming the command and what it printed")
     func hookFailure() throws {
-        var script = ReleaseScript(smoke: [])
+        var hooks = ReleaseHooks()
+        hooks.step = "./scale.sh \"$TEAL_SPLIT\""
+        var script = ReleaseScript(steps: [PlanStep(split: "2/4"), PlanStep(split: "0/6")], smoke: [], hooks: hooks)
         _ = try script.send(.start)
-        let actions = try script.send(.hookFinished(step: 0, failure: "kubectl exited 1"))
-        #expect(script.machine.state == .rolledBack(.hookFailed(event: "step", detail: "kubectl exited 1"), at: script.now))
-        #expect(!actions.contains(.setSplit("6/0")))
+        let failure = "exit status 127: sh: 1: ./scale.sh: not found"
+        let actions = try script.send(.hookFinished(step: 0, failure: failure))
+        let reason = RollbackReason.hookFailed(event: "step", command: "./scale.sh \"$TEAL_SPLIT\"", detail: failure)
+        #expect(script.machine.state == .rolledBack(reason, at: script.now))
+        #expect(!actions.contains(.setSplit("2/4")))
+        #expect(actions.first == .setSplit("6/0"))
+        #expect(actions.contains(.record("rolled back: step hook ./scale.sh \"$TEAL_SPLIT\" failed: exit status 127: sh: 1: ./scale.sh: not found")))
+    }
+
+    @Test("a hook failure stored before commands were kept still decodes, and reads as before")
+    func hookFailureOldRecord() throws {
+        let old = Data(#"{"hookFailed":{"event":"step","detail":"exit status 1"}}"#.utf8)
+        let reason = try JSONDecoder().decode(RollbackReason.self, from: old)
+        #expect(reason == .hookFailed(event: "step", command: nil, detail: "exit status 1"))
+        #expect(reason.description == "step hook failed: exit status 1")
+        let new = RollbackReason.hookFailed(event: "step", command: "./scale.sh", detail: "exit status 1")
+        #expect(try JSONDecoder().decode(RollbackReason.self, from: JSONEncoder().encode(new)) == new)
     }
 }
 

@@ -81,7 +81,8 @@ extension LiveTests {
             #expect(detectToAllBlue <= .seconds(1), "green answers went on for \(detectToAllBlue) after the condition held")
             print("rollback: \(green.count) green answers; last green answer \(detectToAllBlue) after the condition held")
             #expect(samples.last!.backend.hasPrefix("blue"))
-            #expect(fixture.router.controller.routes[0].split == .allBlue)
+            // All blue in the plan's terms: 2/4 → 0/6 goes back to 6/0.
+            #expect(fixture.router.controller.routes[0].split.description == "6/0")
             #expect(await fixture.router.releases.events(route: "live").contains { $0.text.contains("rolled back: green error rate") })
             await fixture.stop()
         }
@@ -106,6 +107,7 @@ extension LiveTests {
             let route = fixture.router.controller.routes[0]
             #expect(route.blue.version == "2")
             #expect(route.green == nil)
+            #expect(route.split.description == "6/0", "promoted: all blue in the plan's terms")
             #expect(samples.suffix(20).allSatisfy { $0.backend.hasPrefix("green") })
             await fixture.stop()
         }

@@ -18,6 +18,7 @@ final class SlowReleaseStore: StateStore {
     func deleteRoute(_ name: String) async throws(StateStoreError) {}
     func appendJournal(_ entry: JournalEntry) async throws(StateStoreError) {}
     func journal(route: String?, since: Date?, limit: Int) async throws(StateStoreError) -> [JournalEntry] { [] }
+    func pruneJournal(before cutoff: Date, keepingLatest: Int) async throws(StateStoreError) -> Int { 0 }
 
     func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord {
         try? await Task.sleep(for: .milliseconds(40))

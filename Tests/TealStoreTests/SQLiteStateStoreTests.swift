@@ -60,6 +60,38 @@ struct SQLiteStateStoreTests {
         #expect(latest.map(\.text) == ["entry 3", "entry 4"])
     }
 
+    @Test("journal retention: entries past the age go, then all but the latest N, in a real file that stays usable")
+    func journalRetention() async throws {
+        let file = TemporaryStateFile()
+        defer { file.remove() }
+        let start = 1_800_000_000.0
+        do {
+            let store = try SQLiteStateStore(path: file.path)
+            // 30 entries a minute apart; the clock stepped back once (entry 20 is stamped 5 minutes after the start).
+            for index in 0..<30 {
+                let time = start + Double(index) * 60 - (index == 20 ? 900 : 0)
+                try await store.appendJournal(JournalEntry(time: Date(timeIntervalSince1970: time), route: index % 2 == 0 ? "shop" : "api",
+                                                           text: "entry \(index)", source: "api"))
+            }
+            // Nothing is past either limit: nothing goes.
+            #expect(try await store.pruneJournal(before: Date(timeIntervalSince1970: start - 1), keepingLatest: 30) == 0)
+            // By age: entries 0...9, and 20 (stamped before the cutoff), are older than 10 minutes after the start.
+            #expect(try await store.pruneJournal(before: Date(timeIntervalSince1970: start + 600), keepingLatest: 1000) == 11)
+            let left = try await store.journal(route: nil, since: nil, limit: 100).map(\.text)
+            #expect(left == (10..<30).filter { $0 != 20 }.map { "entry \($0)" })
+            // By count: the latest 5 by append order stay, whatever their routes.
+            #expect(try await store.pruneJournal(before: Date(timeIntervalSince1970: start), keepingLatest: 5) == 14)
+        }
+        let reopened = try SQLiteStateStore(path: file.path)
+        #expect(try await reopened.journal(route: nil, since: nil, limit: 100).map(\.text) == (25..<30).map { "entry \($0)" })
+        #expect(try await reopened.journal(route: "shop", since: nil, limit: 100).map(\.text) == ["entry 26", "entry 28"])
+        try await reopened.appendJournal(JournalEntry(time: Date(timeIntervalSince1970: start + 3600), route: "shop", text: "after", source: "api"))
+        #expect(try await reopened.pruneJournal(before: Date(timeIntervalSince1970: start), keepingLatest: 2) == 4)
+        #expect(try await reopened.journal(route: nil, since: nil, limit: 100).map(\.text) == ["entry 29", "after"])
+        #expect(try await reopened.pruneJournal(before: Date(timeIntervalSince1970: start + 7200), keepingLatest: 2) == 2)
+        #expect(try await reopened.journal(route: nil, since: nil, limit: 100).isEmpty)
+    }
+
     @Test("a release save with a stale revision is refused and changes nothing")
     func revisionConflict() async throws {
         let file = TemporaryStateFile()

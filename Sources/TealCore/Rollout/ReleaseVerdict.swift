@@ -10,8 +10,9 @@ public enum RollbackReason: Sendable, Hashable, Codable, CustomStringConvertible
     case noTraffic(for: Duration)
     /// A smoke request to a green instance failed.
     case smokeFailed(instance: InstanceAddress, request: String, detail: String)
-    /// A hook failed before a step.
-    case hookFailed(event: String, detail: String)
+    /// A hook failed before a step: which event's, its command (as `ReleaseHooks.display` shows
+    /// it; `nil` in records from before commands were kept), and what came back.
+    case hookFailed(event: String, command: String? = nil, detail: String)
     /// An alert named the route.
     case alert(name: String)
     /// An operator aborted the release.
@@ -46,8 +47,8 @@ public enum RollbackReason: Sendable, Hashable, Codable, CustomStringConvertible
             return "green received no requests for \(duration)"
         case .smokeFailed(let instance, let request, let detail):
             return "smoke request \(request) to \(instance) failed: \(detail)"
-        case .hookFailed(let event, let detail):
-            return "\(event) hook failed: \(detail)"
+        case .hookFailed(let event, let command, let detail):
+            return "\(event) hook \(command.map { "\($0) " } ?? "")failed: \(detail)"
         case .alert(let name):
             return "alert \(name) fired"
         case .aborted(let who):

@@ -113,8 +113,8 @@ public struct RolloutMachine: Sendable {
         /// Run the hook for `event` (`step`, `promoted`, `rolledBack`); for `step`, report
         /// `hookFinished` before the step's split is set.
         case runHook(event: String, step: Int, split: Split)
-        /// Green becomes the route's blue; green is emptied.
-        case promoteGreen
+        /// Green becomes the route's blue, at `split` (all blue, in the plan's terms); green is emptied.
+        case promoteGreen(split: Split)
         /// Stop sending to the old blue pool and report `drained` when it is idle (by `deadline`).
         case drainOldBlue(deadline: ContinuousClock.Instant)
         /// Write the release's state durably.
@@ -153,6 +153,10 @@ public struct RolloutMachine: Sendable {
 
     private func hold(of step: Int) -> Duration { steps[step].hold ?? spec.policy.hold }
 
+    /// All blue in the plan's terms (`6/0` for a plan `6/0 → 2/4 → 0/6`), which rollbacks, aborts
+    /// and the promoted route go to.
+    private var allBlue: Split { spec.policy.allBlue }
+
     /// Applies `event` at `now`; returns the actions to carry out, in order. Throws `Refusal`
     /// (and changes nothing) for an operator event the state does not allow.
     public mutating func handle(_ event: Event, at now: ContinuousClock.Instant) throws(Refusal) -> [Action] {
@@ -174,7 +178,9 @@ public struct RolloutMachine: Sendable {
 
         case (.shifting(let step, let since), .hookFinished(let hookStep, let failure)) where hookPending == hookStep:
             hookPending = nil
-            if let failure { return rollBack(.hookFailed(event: "step", detail: failure), at: now) }
+            if let failure {
+                return rollBack(.hookFailed(event: "step", command: spec.policy.hooks.step.map(ReleaseHooks.display), detail: failure), at: now)
+            }
             _ = since
             state = .shifting(step: step, since: now)  // the hold counts from the split taking effect
             return [.setSplit(steps[step].split), .persist, .scheduleTick(at: now + evaluationInterval)]
@@ -245,8 +251,8 @@ public struct RolloutMachine: Sendable {
         case (.smokeTesting, .abort(let reason, let who)), (.shifting, .abort(let reason, let who)),
              (.paused, .abort(let reason, let who)):
             state = .aborted("\(reason) (by \(who))", at: now)
-            return [.setSplit(.allBlue), .record("aborted by \(who): \(reason); all traffic on blue"), .persist,
-                    .runHook(event: "rolledBack", step: currentStep ?? 0, split: .allBlue)]
+            return [.setSplit(allBlue), .record("aborted by \(who): \(reason); all traffic on blue (\(allBlue))"), .persist,
+                    .runHook(event: "rolledBack", step: currentStep ?? 0, split: allBlue)]
         case (.aborted, .abort), (.rolledBack, .abort):
             return []  // repeating abort is harmless
         case (_, .abort):
@@ -295,20 +301,20 @@ public struct RolloutMachine: Sendable {
         state = .draining(since: now, deadline: deadline)
         hookPending = nil
         return [.record("promoting \(spec.green.version ?? "green") (by \(who)); draining the old blue pool"),
-                .promoteGreen, .drainOldBlue(deadline: deadline), .persist, .scheduleTick(at: deadline)]
+                .promoteGreen(split: allBlue), .drainOldBlue(deadline: deadline), .persist, .scheduleTick(at: deadline)]
     }
 
     private mutating func finishPromotion(at now: ContinuousClock.Instant, note: String) -> [Action] {
         state = .promoted(at: now)
-        return [.record("promoted; \(note)"), .persist, .runHook(event: "promoted", step: steps.count - 1, split: steps.last?.split ?? .allBlue)]
+        return [.record("promoted; \(note)"), .persist, .runHook(event: "promoted", step: steps.count - 1, split: steps.last?.split ?? allBlue)]
     }
 
     private mutating func rollBack(_ reason: RollbackReason, at now: ContinuousClock.Instant) -> [Action] {
         let step = currentStep ?? 0
         state = .rolledBack(reason, at: now)
         hookPending = nil
-        return [.setSplit(.allBlue), .record("rolled back: \(reason)"), .persist,
-                .runHook(event: "rolledBack", step: step, split: .allBlue)]
+        return [.setSplit(allBlue), .record("rolled back: \(reason)"), .persist,
+                .runHook(event: "rolledBack", step: step, split: allBlue)]
     }
 
     private func refusal(_ event: String) -> Refusal {
