@@ -110,7 +110,7 @@ public enum AdminServer {
             for (field, value) in [("hold", body.hold), ("maxP99", body.maxP99)] {
                 guard let value, !isDuration(value) else { continue }
                 throw AdminError.badRequest("field \(field): \"\(value)\" is not a duration, e.g. 30s, 250ms or 1.5m "
-                    + "(at most 6 digits before the point and 9 after it, and a unit ms, s, m or h)")
+                    + "(a unit ms, s, m or h, with at most 10, 7, 5 or 3 digits before the point and 9 after it)")
             }
             return try json(try await backend.startRollout(route: name, request: body, by: requester(request)), status: .created)
         }
@@ -159,13 +159,15 @@ public enum AdminServer {
         return router
     }
 
-    /// Whether `text` is a duration as the API document's `Duration` pattern says:
-    /// `^[0-9]{1,6}(\.[0-9]{1,9})?(ms|s|m|h)$`. Six whole digits keep every unit within `Duration`.
+    /// Whether `text` is a duration as the API document's `Duration` pattern says: a number with
+    /// up to 9 decimals and a unit, with at most 10 whole digits for ms, 7 for s, 5 for m and 3
+    /// for h, so every duration the pattern allows is below the longest Teal takes (8760h).
     static func isDuration(_ text: String) -> Bool {
-        guard let unit = ["ms", "s", "m", "h"].first(where: text.hasSuffix) else { return false }
-        let number = text.dropLast(unit.count).split(separator: ".", omittingEmptySubsequences: false)
+        let units: [(suffix: String, wholeDigits: Int)] = [("ms", 10), ("s", 7), ("m", 5), ("h", 3)]
+        guard let unit = units.first(where: { text.hasSuffix($0.suffix) }) else { return false }
+        let number = text.dropLast(unit.suffix.count).split(separator: ".", omittingEmptySubsequences: false)
         let digits = { (part: Substring, most: Int) in (1...most).contains(part.count) && part.allSatisfy { ("0"..."9").contains($0) } }
-        return number.count <= 2 && digits(number[0], 6) && (number.count == 1 || digits(number[1], 9))
+        return number.count <= 2 && digits(number[0], unit.wholeDigits) && (number.count == 1 || digits(number[1], 9))
     }
 
     /// The methods `path` answers, from `endpoints`, with HEAD after GET; `nil` when no endpoint

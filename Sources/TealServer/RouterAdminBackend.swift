@@ -71,8 +71,9 @@ public struct RouterAdminBackend: AdminBackend {
         }
         var green = route.green
         if let body = request.green {
-            if let version = body.version, version.count > InputLimits.versionLength {
-                throw .badRequest("field green.version is \(version.count) characters long; at most \(InputLimits.versionLength) are allowed")
+            // Counted as JSON Schema counts a string's length: in code points.
+            if let version = body.version, version.unicodeScalars.count > InputLimits.versionLength {
+                throw .badRequest("field green.version is \(version.unicodeScalars.count) characters long; at most \(InputLimits.versionLength) are allowed")
             }
             guard body.instances.count <= InputLimits.poolInstances else {
                 throw .badRequest("field green.instances has \(body.instances.count) instances; a pool has at most \(InputLimits.poolInstances)")
@@ -81,6 +82,10 @@ public struct RouterAdminBackend: AdminBackend {
             for (index, text) in body.instances.enumerated() {
                 guard let address = InstanceAddress(parsing: text) else {
                     throw .badRequest("field green.instances[\(index)]: \"\(text)\" is not host:port, e.g. 127.0.0.1:9201")
+                }
+                // One way to write each instance, so a list's duplicates are its repeated strings.
+                guard address.description == text else {
+                    throw .badRequest("field green.instances[\(index)]: write \"\(text)\" as \(address.description) (no spaces, no leading zeros)")
                 }
                 if let first = instances.firstIndex(of: address) {
                     throw .badRequest("field green.instances[\(index)]: \(address) is already listed as green.instances[\(first)]")

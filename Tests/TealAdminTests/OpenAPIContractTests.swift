@@ -113,7 +113,8 @@ struct OpenAPIContractTests {
     func patternsMatchTheServer() throws {
         let schemas = ["components", "schemas"]
         let duration = try Self.pattern(schemas + ["Duration", "pattern"])
-        for text in ["30s", "250ms", "1.5m", "1h", "0s", "999999h", "000001s", "1.123456789s", "", "s", "1", "1.s", ".5s", "1.5", "-1s",
+        for text in ["30s", "250ms", "1.5m", "1h", "0s", "999999h", "999h", "1000h", "99999m", "100000m", "9999999s", "10000000s",
+                     "9999999999ms", "10000000000ms", "8760h", "000001s", "1.123456789s", "", "s", "1", "1.s", ".5s", "1.5", "-1s",
                      "1234567s", "1.1234567890s", "1d", "1 s", " 1s", "1s ", "1S", "1.5.5s", "１s", "1e3s", "+1s", "1,5s"] {
             #expect(Self.matches(duration, text) == AdminServer.isDuration(text), "duration \"\(text)\"")
         }
@@ -128,7 +129,7 @@ struct OpenAPIContractTests {
                      "[x]:80", "[:]:80", "[a b:]:80", "[a/:]:80", "::1:80", "h:80:80", "a b:80", "a/b:80", " h:80 ", "\th:80", "h\t:80",
                      "a[b:80", "[a:b]]:80", "h:+80", "h:8 0", "é:80", "h:８0", "[a:b]:99999", "", "[\u{1F3FB}\u{13}x:~y]:2930",
                      "h:\u{301}80", "a]b:80", "[a[b:c]:80", "[a\\:b]:80", "h^~!:80", "[^:~]:80", "h\u{7F}:80", "\u{1}h:80"] {
-            #expect(Self.matches(instance, text) == (InstanceAddress(parsing: text) != nil), "instance \"\(text)\"")
+            #expect(Self.matches(instance, text) == (InstanceAddress(parsing: text)?.description == text), "instance \"\(text)\"")
         }
     }
 }
