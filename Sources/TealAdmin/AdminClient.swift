@@ -64,7 +64,9 @@ public struct AdminClient: Sendable {
         var last: RolloutView?
         while ContinuousClock.now < deadline {
             do {
-                let view: RolloutView = try await send("GET", "/v1/routes/\(route)/rollout")
+                var view: RolloutView = try await send("GET", "/v1/routes/\(route)/rollout")
+                // The hold clock moves on every poll; progress is any other change.
+                view.heldSeconds = nil
                 if view != last { progress(view) }
                 last = view
                 switch view.state {

@@ -1,3 +1,4 @@
+import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTPTypes
@@ -166,7 +167,18 @@ final class AdminConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
         guard id == nil else { return }
         let (id, kept) = limiter.open(context.channel)
         self.id = id
-        if !kept { context.close(promise: nil) }
+        guard !kept else { return }
+        // Every kept connection is in a request: say so (an answer may come before the request
+        // it answers, RFC 9112 §9.5), then close.
+        let body = context.channel.allocator.buffer(string: #"{"error": "the admin API is at its connection limit, with every connection in a request; try again"}"# + "\n")
+        var head = HTTPResponse(status: .serviceUnavailable)
+        head.headerFields[.contentType] = "application/json"
+        head.headerFields[.contentLength] = "\(body.readableBytes)"
+        head.headerFields[.connection] = "close"
+        head.headerFields[.retryAfter] = "1"
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

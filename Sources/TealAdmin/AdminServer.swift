@@ -14,9 +14,10 @@ public struct AdminConfiguration: Sendable {
     /// The Alertmanager label whose value names the route a firing alert rolls back.
     public var alertRouteLabel = AdminServer.defaultRouteLabel
     /// The most connections the admin listener holds open; at the limit a new connection
-    /// replaces the longest idle one (`AdminConnectionLimiter`). Kept far below the proxy's
+    /// replaces the longest idle one, or gets 503 when every one is in a request
+    /// (`AdminConnectionLimiter`). Kept far below the proxy's
     /// connection limit, so the admin port can never use up the descriptors the proxy needs.
-    public var maxConnections = 128
+    public var maxConnections = 512
     /// A connection with no request in progress is closed after this long: it bounds both the
     /// wait for a request head (a half-sent head counts as idle) and keep-alive idleness.
     public var idleTimeout: Duration = .seconds(10)

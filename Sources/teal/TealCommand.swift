@@ -64,7 +64,7 @@ struct Serve: AsyncParsableCommand {
     var adminTokenFile: String?
 
     @Option(help: "Most connections the admin API holds open; past it a new connection replaces the longest idle one.")
-    var adminMaxConnections = 128
+    var adminMaxConnections = 512
 
     @Option(help: "Alertmanager label whose value names the route a firing alert rolls back.")
     var alertRouteLabel = AdminServer.defaultRouteLabel
@@ -244,6 +244,28 @@ struct DemoBackendCommand: AsyncParsableCommand {
 }
 
 struct DemoCommand: AsyncParsableCommand {
+    /// `swift run teal demo` runs a debug build. When the README's production build sits beside
+    /// it (`.build-production/release/teal`) and is newer, the demo runs that one instead: the
+    /// same code, several times faster. TEAL_DEMO_DEBUG=1 keeps the debug build.
+    static func switchToProductionBuild() {
+        let current = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        guard ProcessInfo.processInfo.environment["TEAL_DEMO_DEBUG"] == nil,
+              current.pathComponents.contains("debug"),
+              let build = current.pathComponents.lastIndex(where: { $0.hasPrefix(".build") }) else { return }
+        let root = NSString.path(withComponents: Array(current.pathComponents[..<build]))
+        let production = URL(fileURLWithPath: root).appendingPathComponent(".build-production/release/teal").path
+        let files = FileManager.default
+        guard files.isExecutableFile(atPath: production),
+              let built = (try? files.attributesOfItem(atPath: production))?[.modificationDate] as? Date,
+              let running = (try? files.attributesOfItem(atPath: current.path))?[.modificationDate] as? Date,
+              built >= running else { return }
+        emit("teal demo: running the production build \(production) (TEAL_DEMO_DEBUG=1 keeps this debug build)")
+        let arguments = [production] + CommandLine.arguments.dropFirst()
+        let pointers = arguments.map { strdup($0) } + [nil]
+        execv(production, pointers)
+        // execv returned: it failed; go on with this build.
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Start 6 blue and 6 green demo instances, the router and a load generator, and release green 6/0 → 6/1 → 2/4 → 0/6 live; a failing green is rolled back.")
@@ -263,6 +285,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Self.switchToProductionBuild()
         var options = TealDemo.Options()
         options.greenErrorRate = greenErrorRate
         options.stepSeconds = stepSeconds

@@ -171,22 +171,67 @@ struct AdminRobustnessTests {
     func idleAdminConnections() async throws {
         try await ServedRouter.with { router in
             let before = Self.openDescriptors(pid: router.server.pid)
-            var held: [Int32] = []
-            defer { for fd in held { close(fd) } }
-            for _ in 0..<5000 {
-                if let fd = Self.openIdleConnection(port: router.adminPort) { held.append(fd) }
+            // Blocking connects, on a thread of their own: not on the few threads every test's tasks share.
+            let port = router.adminPort
+            let held = await withCheckedContinuation { (continuation: CheckedContinuation<[Int32], Never>) in
+                Thread { continuation.resume(returning: (0..<5000).compactMap { _ in Self.openIdleConnection(port: port) }) }.start()
             }
+            defer { for fd in held { close(fd) } }
             #expect(held.count >= 4000, "only \(held.count) connections opened")
             try await Task.sleep(for: .milliseconds(500))
             let during = Self.openDescriptors(pid: router.server.pid)
-            // The admin listener keeps at most 128 connections; the rest were closed on accept.
-            #expect(during - before <= 128 + 16, "teal holds \(during) descriptors, \(before) before the connections")
+            // The admin listener keeps at most 512 connections; the rest were closed on accept.
+            #expect(during - before <= 512 + 16, "teal holds \(during) descriptors, \(before) before the connections")
             #expect(router.server.process.isRunning)
             #expect(try await router.request() == "blue")
             let health = try await curl(["-s", "http://127.0.0.1:\(router.adminPort)/healthz"])
             #expect(health.output == "ok\n", "\(health)")
             let routes = try await Self.admin(router, "GET", "/v1/routes")
             #expect(routes.status == 200)
+        }
+    }
+
+    /// Sends `text` on a new loopback connection and returns what comes back until the peer
+    /// closes or 5 s pass.
+    static func exchange(port: Int, _ text: String, keepOpen: Bool = false) -> (fd: Int32, answer: String)? {
+        guard let fd = openIdleConnection(port: port) else { return nil }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = text.withCString { send(fd, $0, strlen($0), 0) }
+        if keepOpen { return (fd, "") }
+        var answer = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            answer += buffer[0..<count]
+        }
+        close(fd)
+        return (fd, String(decoding: answer, as: UTF8.self))
+    }
+
+    @Test("at the admin cap with every connection in a request, a new connection gets 503 with Retry-After, and is served once one is free")
+    func busyAdminCap() async throws {
+        try await ServedRouter.with(extraArguments: ["--admin-max-connections", "2"]) { router in
+            let port = router.adminPort
+            // Two requests whose bodies never finish: both connections are in a request.
+            let head = "PUT /v1/routes/shop/split HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            let busy = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Int32], any Error>) in
+                Thread {
+                    let fds = (0..<2).compactMap { _ in Self.exchange(port: port, head, keepOpen: true)?.fd }
+                    Thread.sleep(forTimeInterval: 0.3)
+                    continuation.resume(returning: fds)
+                }.start()
+            }
+            #expect(busy.count == 2)
+            let refused = await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+                Thread { continuation.resume(returning: Self.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")?.answer ?? "") }.start()
+            }
+            #expect(refused.hasPrefix("HTTP/1.1 503") && refused.contains("Retry-After: 1") && refused.contains("connection limit"), "\(refused)")
+            for fd in busy { close(fd) }
+            try await Task.sleep(for: .milliseconds(300))
+            let health = try await curl(["-s", "http://127.0.0.1:\(port)/healthz"])
+            #expect(health.output == "ok\n", "\(health)")
         }
     }
 }
