@@ -109,14 +109,14 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "TealCoreTests", dependencies: ["TealCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "TealCoreTests", dependencies: ["TealCore", "TealTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealCore", .product(name: "GRDB", package: "GRDB.swift")],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "TealConfigTests", dependencies: ["TealConfig", .product(name: "Yams", package: "Yams")],
+        .testTarget(name: "TealConfigTests", dependencies: ["TealConfig", "TealTestSupport", .product(name: "Yams", package: "Yams")],
                     swiftSettings: swiftSettings),
         .testTarget(
             name: "TealAdminTests",
-            dependencies: ["TealAdmin", "TealServer", .product(name: "HummingbirdTesting", package: "hummingbird"),
+            dependencies: ["TealAdmin", "TealServer", "TealTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TealTestSupport
 @testable import TealAdmin
 
 @Suite("RFC 3339 date-time reader")
@@ -54,20 +55,5 @@ struct InternetDateTimeTests {
             let expected = try #require(formatter.date(from: text))
             #expect(abs(parsed.timeIntervalSince1970 - expected.timeIntervalSince1970) < 1e-3, "\(text)")
         }
-    }
-}
-
-/// A small seeded generator (SplitMix64), so the random cases are the same on every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

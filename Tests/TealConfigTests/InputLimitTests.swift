@@ -1,5 +1,6 @@
 import TealConfig
 import TealCore
+import TealTestSupport
 import Testing
 
 @Suite("Limits on values from outside")
@@ -18,14 +19,8 @@ struct InputLimitTests {
 
     @Test("seeded fuzz: 100,000 random duration texts parse or are refused, and round-trip when parsed")
     func seededFuzz() {
-        var state: UInt64 = 0xD0_12A7
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var random = SplitMix64(seed: 0xD0_12A7)
+        func next() -> UInt64 { random.next() }
         let alphabet = Array("0123456789.msh")
         for _ in 0..<100_000 {
             let text = String((0..<Int(next() % 24)).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] })

@@ -1,5 +1,6 @@
 import Foundation
 import TealCore
+import TealTestSupport
 import Testing
 
 /// Numbers from outside (API bodies, route files, state files) and counters that can go backwards

@@ -1,5 +1,6 @@
 import Dispatch
 import TealCore
+import TealTestSupport
 import Testing
 
 @Suite struct LatencyBucketsTests {
