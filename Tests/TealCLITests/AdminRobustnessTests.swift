@@ -146,12 +146,22 @@ struct AdminRobustnessTests {
     }
 
     /// Opens a TCP connection to the loopback port and leaves it open (idle); `nil` when it
-    /// could not connect within a second.
-    static func openIdleConnection(port: Int) -> Int32? {
+    /// could not connect within a second. With `from127002`, the connection comes from
+    /// 127.0.0.2, so its local port cannot take one that another test picked on 127.0.0.1.
+    static func openIdleConnection(port: Int, from127002: Bool = false) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if from127002 {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr("127.0.0.2")
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            guard bound else { close(fd); return nil }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -174,7 +184,7 @@ struct AdminRobustnessTests {
             // Blocking connects, on a thread of their own: not on the few threads every test's tasks share.
             let port = router.adminPort
             let held = await withCheckedContinuation { (continuation: CheckedContinuation<[Int32], Never>) in
-                Thread { continuation.resume(returning: (0..<5000).compactMap { _ in Self.openIdleConnection(port: port) }) }.start()
+                Thread { continuation.resume(returning: (0..<5000).compactMap { _ in Self.openIdleConnection(port: port, from127002: true) }) }.start()
             }
             defer { for fd in held { close(fd) } }
             #expect(held.count >= 4000, "only \(held.count) connections opened")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TealAdmin
 import TealCore
@@ -78,17 +79,20 @@ struct HTTP2Tests {
         try await TLSTests.withTLSRouter { router, certificates, port in
             let start = try await router.teal(["rollout", "start", "shop", "--green-version", "1.2", "--green-instance", "127.0.0.1:\(router.ports["bad"]!)"])
             #expect(start.status == 0, "\(start.output)")
+            // Stopped by a flag, not by cancelling the task: a cancelled batch's answers would be lost,
+            // and a fast rollback can come before the first batch ends.
+            let stopped = Atomic<Bool>(false)
             let load = Task {
                 var answers = 0
                 let deadline = ContinuousClock.now + .seconds(20)
-                while ContinuousClock.now < deadline, !Task.isCancelled {
+                while ContinuousClock.now < deadline, !stopped.load(ordering: .relaxed) {
                     let batch = try? await Self.h2(port, certificates, paths: Array(repeating: "/", count: 50), extra: ["-o", "/dev/null", "-w", "%{http_code}\\n"])
                     answers += batch?.output.split(separator: "\n").count ?? 0
                 }
                 return answers
             }
             let wait = try await router.teal(["rollout", "wait", "shop", "--timeout", "20"])
-            load.cancel()
+            stopped.store(true, ordering: .relaxed)
             #expect(wait.status == 1 && wait.output.contains("rolled-back") && wait.output.contains("error rate"), "\(wait.output)")
             #expect(await load.value > 0)
             let after = try await Self.h2(port, certificates, paths: ["/", "/", "/"])
