@@ -197,7 +197,7 @@ public final class PostgresStateStore: StateStore {
             if let dns = error.dnsAError ?? error.dnsAAAAError { return "host name not resolved (\(dns))" }
             return "no address to connect to"
         }
-        if let error = error as? IOError { return error.description }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) + " (errno \(error.errnoCode))" }
         if let error = error as? ChannelError, case .connectTimeout(let amount) = error {
             return "timed out after \(amount.nanoseconds / 1_000_000_000) s"
         }
