@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio-http2.git", exact: "1.46.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", exact: "1.35.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
     ],
     targets: [
         .target(name: "TealCore", swiftSettings: swiftSettings),
@@ -41,6 +42,20 @@ let package = Package(
         .target(
             name: "TealStore",
             dependencies: ["TealCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL store is a module of its own, so TealStore (and its tests) build without
+        // postgres-nio and its dependencies; the `teal` executable links both.
+        .target(
+            name: "TealStorePostgres",
+            dependencies: [
+                "TealCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -77,7 +92,7 @@ let package = Package(
         .target(
             name: "TealServer",
             dependencies: [
-                "TealCore", "TealConfig", "TealProxy", "TealAdmin", "TealStore",
+                "TealCore", "TealConfig", "TealProxy", "TealAdmin", "TealStore", "TealStorePostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -93,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "teal",
             dependencies: [
-                "TealServer", "TealConfig", "TealCore", "TealAdmin", "TealProxy",
+                "TealServer", "TealConfig", "TealCore", "TealAdmin", "TealProxy", "TealStorePostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -110,7 +125,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "TealCoreTests", dependencies: ["TealCore", "TealTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealCore", .product(name: "GRDB", package: "GRDB.swift")],
+        .testTarget(name: "TealStoreTests", dependencies: ["TealStore", "TealStorePostgres", "TealCore", "TealTestSupport",
+                                                     .product(name: "GRDB", package: "GRDB.swift"),
+                                                     .product(name: "PostgresNIO", package: "postgres-nio")],
                     swiftSettings: swiftSettings),
         .testTarget(name: "TealConfigTests", dependencies: ["TealConfig", "TealTestSupport", .product(name: "Yams", package: "Yams")],
                     swiftSettings: swiftSettings),

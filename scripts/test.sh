@@ -7,14 +7,16 @@
 #   and Python's prometheus_client parser (python3-prometheus-client, run with /usr/bin/python3)
 #   check /metrics; the state store (GRDB) links the system SQLite (libsqlite3-dev); the HTTPS
 #   tests make certificates with openssl and talk to Teal with curl; the HTTP/2 tests use nghttp
-#   and h2load (nghttp2-client); python3-venv makes the virtualenv below.
+#   and h2load (nghttp2-client); the PostgreSQL store tests start throwaway clusters with initdb
+#   and pg_ctl of PostgreSQL 15 (postgresql; the cluster the package starts is not used);
+#   python3-venv makes the virtualenv below.
 # - PyPI, pinned, in a virtualenv at .build/test-venv: schemathesis, which SchemathesisTests runs
 #   against a live `teal serve`. The tests find it there, or at TEAL_SCHEMATHESIS, which this
 #   script sets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prometheus python3-prometheus-client libsqlite3-dev openssl curl python3-venv nghttp2-client)
+packages=(prometheus python3-prometheus-client libsqlite3-dev openssl curl python3-venv nghttp2-client postgresql)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

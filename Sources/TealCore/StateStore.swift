@@ -62,7 +62,7 @@ public struct StoredState: Sendable {
     }
 }
 
-/// Why the store could not do something. Messages name the file and the problem.
+/// Why the store could not do something. Messages name the file (or database) and the problem.
 public enum StateStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The state cannot be opened or read (corrupt, not a database, unreadable).
     case unreadable(path: String, detail: String)
@@ -75,13 +75,18 @@ public enum StateStoreError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .unreadable(let path, let detail): "state file \(path) cannot be read: \(detail)"
+        case .unreadable(let path, let detail): "\(Self.kind(path)) \(path) cannot be read: \(detail)"
         case .newerSchema(let path, let unknown):
-            "state file \(path) was written by a newer Teal (schema migrations \(unknown.joined(separator: ", ")) are unknown to this one)"
+            "\(Self.kind(path)) \(path) was written by a newer Teal (schema migrations \(unknown.joined(separator: ", ")) are unknown to this one)"
         case .writeFailed(let detail): "state not saved: \(detail)"
         case .conflict(let route, let stored, let attempted):
             "release of \(route) was saved elsewhere (stored revision \(stored), this save is revision \(attempted))"
         }
+    }
+
+    /// "state file" for a path, "state database" for a database URL (`postgres://…`).
+    private static func kind(_ path: String) -> String {
+        path.contains("://") ? "state database" : "state file"
     }
 }
 

@@ -8,6 +8,7 @@ import TealConfig
 import TealCore
 import TealProxy
 import TealStore
+import TealStorePostgres
 import UnixSignals
 
 /// Settings of `teal serve`. Every value has a default (DESIGN.md's contract).
@@ -18,12 +19,15 @@ public struct ServeOptions: Sendable {
     public var proxy = ProxyConfiguration()
     /// Admin API listener and token.
     public var admin = AdminConfiguration()
-    /// The SQLite state file (created when missing).
+    /// The SQLite state file (created when missing), or a PostgreSQL database URL
+    /// (`postgres://USER@HOST:PORT/DB`, see `PostgresStateConfiguration`).
     public var statePath = ".teal/state.sqlite"
+    /// The PostgreSQL password (`--state-password-file`); `nil`: the one in the URL, if any.
+    public var statePassword: String?
     /// Event loop threads; `nil` uses one per core.
     public var threads: Int?
     /// Replace the `teal serve` that holds the state file: listen beside it on the same ports,
-    /// steer new connections here, signal it to drain, and continue its releases.
+    /// steer new connections here, signal it to drain, and continue its releases. SQLite only.
     public var takeover = false
     /// Certificates of the HTTPS listener (`proxy.tlsListenPort`); the first is the default.
     public var tlsCertificates: [TLSCertificatePair] = []
@@ -103,13 +107,18 @@ public final class TealRouter: Sendable {
     /// builds a router that continues from it. Throws `ConfigError` for a bad route file and
     /// `StateStoreError` for a state file that cannot be used (corrupt, unreadable, newer schema):
     /// Teal then refuses to start rather than guess, because starting from the route files alone
-    /// could flip a half-released route's users back to another version.
+    /// could flip a half-released route's users back to another version. `options.statePath` may
+    /// instead be a `postgres://` URL: the database is then migrated and read the same way, and
+    /// one that cannot be reached or logged in to is a `StateStoreError` naming it and the cause.
     public static func open(options: ServeOptions, logger: Logger = Logger(label: "teal")) async throws -> TealRouter {
         let routes = try RouteFileLoader.loadRoutes(at: options.routesPath)
         var tls: TLSTerminator?
         if options.proxy.tlsListenPort != nil {
             tls = try TLSTerminator(certificates: TLSCertificateSet(options.tlsCertificates),
                                     applicationProtocols: options.proxy.http2.enabled ? ["h2", "http/1.1"] : ["http/1.1"])
+        }
+        if PostgresStateConfiguration.isDatabaseURL(options.statePath) {
+            return try await open(options: options, routes: routes, tls: tls, logger: logger)
         }
         let store = try SQLiteStateStore(path: options.statePath)
         let lock = try StateLock(path: options.statePath + ".lock")
@@ -132,6 +141,28 @@ public final class TealRouter: Sendable {
                           journalRetention: options.journalRetention, logger: logger)
     }
 
+    /// `open(options:)` on a PostgreSQL database: no file lock, since several replicas may share
+    /// the database. Until the release driver lease lands, only one of them may run releases.
+    private static func open(options: ServeOptions, routes: [Route], tls: TLSTerminator?, logger: Logger) async throws -> TealRouter {
+        guard !options.takeover else { throw PostgresServeError.takeover }
+        var configuration = try PostgresStateConfiguration(url: options.statePath)
+        if let password = options.statePassword { configuration.password = password }
+        let store = try await PostgresStateStore.open(configuration, logger: logger)
+        let stored: StoredState
+        do {
+            stored = try await store.load()
+        } catch {
+            await store.close()
+            throw error
+        }
+        for name in stored.routes.keys.sorted() where !routes.contains(where: { $0.name == name }) {
+            logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
+        }
+        logger.info("state in PostgreSQL", metadata: ["database": "\(configuration)"])
+        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, stored: stored,
+                          routesPath: options.routesPath, tls: tls, journalRetention: options.journalRetention, logger: logger)
+    }
+
     /// The routes to serve: each file route with its stored run-time state when that state was
     /// made on the same file pools; otherwise the file route. Every decision is logged.
     static func reconcile(files: [Route], stored: [String: RouteRecord], logger: Logger) -> [Route] {
@@ -144,7 +175,7 @@ public final class TealRouter: Sendable {
                 return route
             }
             if restored != route {
-                logger.notice("route state restored from the state file",
+                logger.notice("route state restored from the stored state",
                               metadata: ["route": "\(route.name)", "split": "\(restored.split)", "blue": "\(restored.blue.version ?? "-")",
                                          "green": "\(restored.green?.version ?? "-")"])
             }
@@ -227,6 +258,7 @@ public final class TealRouter: Sendable {
         releases.stopAll()
         stateLock?.unlock()  // a successor may continue the releases now
         await proxy.shutdown()
+        await (store as? PostgresStateStore)?.close()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 
@@ -250,6 +282,19 @@ public final class TealRouter: Sendable {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await serviceGroup.run()
+    }
+}
+
+/// Why `teal serve` cannot start on a PostgreSQL state.
+public enum PostgresServeError: Error, CustomStringConvertible {
+    case takeover
+
+    public var description: String {
+        switch self {
+        case .takeover:
+            "--takeover works only with a SQLite state file: on PostgreSQL there is no file lock to take over; "
+                + "start the new teal serve beside the old one (on other ports) and stop the old one"
+        }
     }
 }
 

@@ -8,6 +8,7 @@ import NIOSSL
 import TealAdmin
 import TealProxy
 import TealServer
+import TealStorePostgres
 
 @main
 struct TealCommand: AsyncParsableCommand {
@@ -69,8 +70,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Alertmanager label whose value names the route a firing alert rolls back.")
     var alertRouteLabel = AdminServer.defaultRouteLabel
 
-    @Option(help: "Path of the state file.")
+    @Option(help: "Path of the SQLite state file, or a PostgreSQL database: postgres://USER@HOST:PORT/DB (also postgresql://; ?sslmode=require|verify-ca|verify-full[&sslrootcert=FILE] for TLS).")
     var state = ".teal/state.sqlite"
+
+    @Option(help: "File holding the PostgreSQL password of --state postgres://... (else the URL's password, if any).")
+    var statePasswordFile: String?
 
     @Option(help: "Journal entries older than this are deleted from the state file: a duration in h, m or s (2160h is 90 days, 720h 30 days; at most 87600h).")
     var journalMaxAge = formatDuration(JournalRetention.defaultMaxAge)
@@ -101,6 +105,20 @@ struct Serve: AsyncParsableCommand {
         if maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         if !(1...10_000).contains(adminMaxConnections) { throw ValidationError("--admin-max-connections must be from 1 to 10000") }
         if cert.count != key.count { throw ValidationError("give one --key for each --cert (\(cert.count) certificates, \(key.count) keys)") }
+        if PostgresStateConfiguration.isDatabaseURL(state) {
+            let configuration: PostgresStateConfiguration
+            do {
+                configuration = try PostgresStateConfiguration(url: state)
+            } catch {
+                throw ValidationError("--state: \(error)")
+            }
+            if takeover { throw ValidationError("\(PostgresServeError.takeover)") }
+            if statePasswordFile != nil && configuration.password != nil {
+                throw ValidationError("--state has a password in it and --state-password-file gives one too: give one of them")
+            }
+        } else if statePasswordFile != nil {
+            throw ValidationError("--state-password-file is for --state postgres://...; --state \(state) is a SQLite file")
+        }
         if tlsListen != nil && cert.isEmpty { throw ValidationError("--tls-listen needs --cert and --key") }
         if tlsListen == nil && !cert.isEmpty { throw ValidationError("--cert and --key need --tls-listen") }
         guard let age = parseDuration(journalMaxAge), age >= .seconds(1), age <= JournalRetention.longestMaxAge else {
@@ -156,6 +174,14 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(2)
         }
         options.statePath = state
+        if let statePasswordFile {
+            guard let text = try? String(contentsOfFile: statePasswordFile, encoding: .utf8) else {
+                FileHandle.standardError.write(Data("teal: cannot read the state password from --state-password-file \(statePasswordFile)\n".utf8))
+                throw ExitCode(2)
+            }
+            // The file's last line break is not part of the password.
+            options.statePassword = text.hasSuffix("\r\n") ? String(text.dropLast(2)) : text.hasSuffix("\n") ? String(text.dropLast()) : text
+        }
         options.journalRetention = JournalRetention(maxAge: parseDuration(journalMaxAge) ?? JournalRetention.defaultMaxAge,
                                                     maxEntries: journalMaxEntries)
         options.threads = threads
@@ -168,6 +194,13 @@ struct Serve: AsyncParsableCommand {
         let router: TealRouter
         do {
             router = try await TealRouter.open(options: options, logger: Logger(label: "teal"))
+        } catch let error as StateStoreError where PostgresStateConfiguration.isDatabaseURL(state) {
+            let advice = switch error {
+            case .newerSchema: "teal: refusing to start: run the Teal version that wrote this database, or a newer one"
+            default: "teal: refusing to start: check that the database server runs and can be reached, and the user, password and database name"
+            }
+            FileHandle.standardError.write(Data("teal: \(error)\n\(advice)\n".utf8))
+            throw ExitCode(2)
         } catch let error as StateStoreError {
             let advice = "teal: refusing to start: the state file holds the run-time splits and releases; "
                 + "restore it from a backup, or move it aside to start from the route files alone"

@@ -24,9 +24,11 @@ final class ServedRouter: @unchecked Sendable {
     /// Backends `blue`, `blue2`, `green` (healthy), `bad` (every answer a 500) and `slow` (every
     /// answer after 1.5 s); the route `shop` has `blue` in its blue pool and
     /// releases by `plan` holding `hold` per step.
-    /// `instances` names more instances (by port) that `blue` and `green` may use.
+    /// `instances` names more instances (by port) that `blue` and `green` may use. `state` is the
+    /// `--state` value (default: a state file in the router's folder).
     init(extraArguments: [String] = [], tlsArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s",
-         green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"], instances: [String: Int] = [:]) async throws {
+         green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"], instances: [String: Int] = [:],
+         state: String? = nil) async throws {
         var backends: [String: DemoBackend] = [:]
         var ports = instances
         for (name, errorRate, latency) in [("blue", 0.0, 0), ("blue2", 0.0, 0), ("green", 0.0, 0), ("bad", 1.0, 0), ("slow", 0.0, 1500)] {
@@ -46,7 +48,7 @@ final class ServedRouter: @unchecked Sendable {
         while true {
             let proxy = try freePort(), admin = try freePort(), tls = tlsArguments.isEmpty ? nil : try freePort()
             let arguments = ["serve", "--routes", directory.path, "--listen", "127.0.0.1:\(proxy)",
-                             "--admin", "127.0.0.1:\(admin)", "--state", directory.appendingPathComponent("state.sqlite").path,
+                             "--admin", "127.0.0.1:\(admin)", "--state", state ?? directory.appendingPathComponent("state.sqlite").path,
                              "--threads", "1"] + (tls.map { ["--tls-listen", "127.0.0.1:\($0)"] + tlsArguments } ?? []) + extraArguments
             let process = try TealProcess(arguments)
             do {
@@ -161,9 +163,9 @@ final class ServedRouter: @unchecked Sendable {
     /// Runs `body`, then stops everything whether it threw or not.
     static func with(extraArguments: [String] = [], tlsArguments: [String] = [], plan: String = "[1/1, 0/1]", hold: String = "1s",
                      green: String = "green", autoStart: Bool = false, blue: [String] = ["blue"], instances: [String: Int] = [:],
-                     _ body: (ServedRouter) async throws -> Void) async throws {
+                     state: String? = nil, _ body: (ServedRouter) async throws -> Void) async throws {
         let router = try await ServedRouter(extraArguments: extraArguments, tlsArguments: tlsArguments, plan: plan, hold: hold,
-                                            green: green, autoStart: autoStart, blue: blue, instances: instances)
+                                            green: green, autoStart: autoStart, blue: blue, instances: instances, state: state)
         do {
             try await body(router)
         } catch {

@@ -1,0 +1,407 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+import Synchronization
+import TealCore
+
+/// `StateStore` in a PostgreSQL database, which several Teal replicas may share. Tables carry the
+/// prefix `teal_`; records are rows with their structured parts (pools, release specs,
+/// checkpoints) as JSON text, as in the SQLite store, so both hold the same bytes.
+///
+/// Every write is one transaction that has committed (with `synchronous_commit = on`) when the
+/// call returns. Release saves are compare-and-set by revision in the database, so two replicas
+/// never both advance one release.
+///
+/// The schema is versioned in `teal_schema_migrations`; `open` migrates it inside a transaction
+/// holding an advisory lock, so replicas starting together migrate once, one after the other. A
+/// database with migrations this build does not know was written by a newer Teal and is refused.
+///
+/// Queries go through postgres-nio's pooled `PostgresClient`, whose `run()` the store runs in a
+/// task of its own until `close()`.
+public final class PostgresStateStore: StateStore {
+    public let configuration: PostgresStateConfiguration
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return encoder
+    }()
+    private static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
+    }()
+
+    private init(configuration: PostgresStateConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        // The pool logs each failed connection attempt at info; a store call that fails says why.
+        var background = logger
+        background.logLevel = max(logger.logLevel, .notice)
+        let client = PostgresClient(configuration: configuration.clientConfiguration(), backgroundLogger: background)
+        self.client = client
+        runner = Task { await client.run() }
+    }
+
+    /// Connects to the database, migrates its schema and returns the store. Throws `unreadable`
+    /// naming the database (host, port, name) and the cause when it cannot be reached or logged
+    /// in to, and `newerSchema` when a newer Teal wrote it. Call `close()` when done.
+    public static func open(_ configuration: PostgresStateConfiguration,
+                            logger: Logger = Logger(label: "teal.state")) async throws(StateStoreError) -> PostgresStateStore {
+        // Migrating on a connection of its own reports a failure to connect at once: the pool
+        // would keep retrying in the background instead.
+        do {
+            let connection = try await PostgresConnection.connect(configuration: try configuration.connectionConfiguration(),
+                                                                   id: 0, logger: logger)
+            do {
+                try await Self.migrate(connection, configuration: configuration, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try? await connection.close()
+        } catch {
+            throw Self.storeError(error, configuration: configuration) { .unreadable(path: configuration.description, detail: $0) }
+        }
+        return PostgresStateStore(configuration: configuration, logger: logger)
+    }
+
+    /// Closes the pooled connections; calls after this fail.
+    public func close() async {
+        runner.cancel()
+        await runner.value
+    }
+
+    // MARK: Schema
+
+    /// Schema migrations, in order, by identifier. Never edit a shipped one: add the next.
+    static let migrations: [(id: String, sql: [String])] = [
+        ("v1", [
+            """
+            CREATE TABLE teal_routes (
+                name text PRIMARY KEY,
+                record text NOT NULL,
+                updated_at double precision NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE teal_releases (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                route text NOT NULL,
+                record text NOT NULL,
+                phase text NOT NULL,
+                revision bigint NOT NULL,
+                started_at double precision NOT NULL
+            )
+            """,
+            "CREATE INDEX teal_releases_by_route ON teal_releases (route, id)",
+            """
+            CREATE TABLE teal_journal (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                time double precision NOT NULL,
+                route text NOT NULL,
+                source text NOT NULL,
+                text text NOT NULL
+            )
+            """,
+            "CREATE INDEX teal_journal_by_route ON teal_journal (route, time)",
+            "CREATE INDEX teal_journal_by_time ON teal_journal (time)",
+        ]),
+    ]
+
+    /// The advisory lock key that serialises migrations of one database (any fixed number works;
+    /// this one spells "teal" in ASCII).
+    static let migrationLock: Int64 = 0x7465_616C
+
+    /// Brings the schema up to date in one transaction under the migration lock: a replica that
+    /// starts while another migrates waits, then finds the work done.
+    static func migrate(_ connection: PostgresConnection, configuration: PostgresStateConfiguration, logger: Logger) async throws {
+        try await connection.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS teal_schema_migrations (
+                    id text PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, logger: logger)
+            var applied = Set<String>()
+            for try await id in try await connection.query("SELECT id FROM teal_schema_migrations", logger: logger).decode(String.self) {
+                applied.insert(id)
+            }
+            let unknown = applied.subtracting(migrations.map(\.id))
+            if !unknown.isEmpty { throw StateStoreError.newerSchema(path: configuration.description, unknown: unknown.sorted()) }
+            for migration in migrations where !applied.contains(migration.id) {
+                for statement in migration.sql {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO teal_schema_migrations (id) VALUES (\(migration.id))", logger: logger)
+                logger.info("state database migrated", metadata: ["migration": "\(migration.id)"])
+            }
+        }
+    }
+
+    // MARK: Errors
+
+    /// `error` as a `StateStoreError`: passed through when it is one, else made by `make` from a
+    /// description of it.
+    static func storeError(_ error: any Error, configuration: PostgresStateConfiguration,
+                           _ make: (String) -> StateStoreError) -> StateStoreError {
+        if let error = error as? StateStoreError { return error }
+        // A failed transaction wraps what failed in it (BEGIN, the work, COMMIT).
+        if let error = error as? PostgresTransactionError,
+           let cause = error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError {
+            return storeError(cause, configuration: configuration, make)
+        }
+        return make(describe(error, configuration: configuration))
+    }
+
+    /// What went wrong, in words: postgres-nio's errors print a fixed text (so that no query or
+    /// secret leaks into logs), so the parts that say what happened are picked out here.
+    static func describe(_ error: any Error, configuration: PostgresStateConfiguration) -> String {
+        guard let error = error as? PSQLError else { return "\(error)" }
+        switch error.code {
+        case .server:
+            let message = error.serverInfo?[.message] ?? "the server refused"
+            let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+            return message + state
+        case .connectionError:
+            return "cannot connect: " + (error.underlying.map(describeConnectionFailure) ?? "no detail")
+        case .sslUnsupported:
+            return "the server does not accept TLS connections (the URL asks for sslmode=\(configuration.tls.rawValue))"
+        case .failedToAddSSLHandler:
+            return "TLS cannot be set up: " + (error.underlying.map { "\($0)" } ?? "no detail")
+        case .authMechanismRequiresPassword:
+            return "the server asks for a password: give one with --state-password-file or in the URL"
+        case .unsupportedAuthMechanism:
+            return "the server asks for an authentication method postgres-nio does not support"
+        case .serverClosedConnection, .uncleanShutdown:
+            return "the server closed the connection" + (error.underlying.map { ": \(describeConnectionFailure($0))" } ?? "")
+        case .clientClosedConnection, .poolClosed:
+            return "the store is closed"
+        default:
+            return "\(error.code)" + (error.underlying.map { ": \(describeConnectionFailure($0))" } ?? "")
+        }
+    }
+
+    /// A connection failure without NIO's wrapping: "connection refused", a TLS verification
+    /// failure, a timeout.
+    static func describeConnectionFailure(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first { return describeConnectionFailure(first.error) }
+            if let dns = error.dnsAError ?? error.dnsAAAAError { return "host name not resolved (\(dns))" }
+            return "no address to connect to"
+        }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) + " (errno \(error.errnoCode))" }
+        if let error = error as? ChannelError, case .connectTimeout(let amount) = error {
+            return "timed out after \(amount.nanoseconds / 1_000_000_000) s"
+        }
+        if let error = error as? NIOSSLError { return "TLS: \(error)" }
+        return "\(error)"
+    }
+
+    // MARK: Access
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws(StateStoreError) -> T {
+        let (client, logger, configuration) = (self.client, self.logger, self.configuration)
+        return try await bounded(what: "saved") { () async throws(StateStoreError) -> T in
+            do {
+                return try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) }
+            } catch {
+                throw Self.storeError(error, configuration: configuration) { .writeFailed($0) }
+            }
+        }
+    }
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T) async throws(StateStoreError) -> T {
+        let (client, logger, configuration) = (self.client, self.logger, self.configuration)
+        return try await bounded(what: "read") { () async throws(StateStoreError) -> T in
+            do {
+                return try await body(client, logger)
+            } catch {
+                throw Self.storeError(error, configuration: configuration) { .unreadable(path: configuration.description, detail: $0) }
+            }
+        }
+    }
+
+    /// `operation`, or an error once `configuration.operationTimeout` has passed without an
+    /// answer: the pool waits for a connection as long as the database is away, and a caller (an
+    /// admin request, a release step) must not. A write that timed out may still commit later.
+    private func bounded<T: Sendable>(what: String, _ operation: @escaping @Sendable () async throws(StateStoreError) -> T)
+        async throws(StateStoreError) -> T {
+        let timeout = configuration.operationTimeout, database = configuration.description
+        let result: Result<T, StateStoreError> = await withCheckedContinuation { continuation in
+            let pending = Mutex<CheckedContinuation<Result<T, StateStoreError>, Never>?>(continuation)
+            let finish: @Sendable (Result<T, StateStoreError>) -> Bool = { result in
+                guard let continuation = pending.withLock({ $0.take() }) else { return false }
+                continuation.resume(returning: result)
+                return true
+            }
+            let work = Task {
+                do throws(StateStoreError) {
+                    _ = finish(.success(try await operation()))
+                } catch {
+                    _ = finish(.failure(error))
+                }
+            }
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                let detail = "no answer from \(database) within \(timeout)"
+                if finish(.failure(what == "read" ? .unreadable(path: database, detail: detail) : .writeFailed(detail))) { work.cancel() }
+            }
+            Task {
+                await work.value
+                timer.cancel()
+            }
+        }
+        return try result.get()
+    }
+
+    private func encode(_ value: some Encodable) throws(StateStoreError) -> String {
+        do {
+            return String(decoding: try Self.encoder.encode(value), as: UTF8.self)
+        } catch {
+            throw .writeFailed("cannot encode: \(error)")
+        }
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ text: String, what: String, database: String) throws -> T {
+        do {
+            return try decoder.decode(type, from: Data(text.utf8))
+        } catch {
+            throw StateStoreError.unreadable(path: database, detail: "stored \(what) cannot be decoded: \(error)")
+        }
+    }
+
+    // MARK: StateStore
+
+    public func load() async throws(StateStoreError) -> StoredState {
+        let database = configuration.description
+        return try await read { client, logger in
+            var state = StoredState()
+            let routes = try await client.query("SELECT name, record FROM teal_routes", logger: logger)
+            for try await (name, text) in routes.decode((String, String).self) {
+                state.routes[name] = try Self.decode(RouteRecord.self, text, what: "route \(name)", database: database)
+            }
+            let releases = try await client.query("""
+                SELECT DISTINCT ON (route) id, route, record, revision FROM teal_releases ORDER BY route, id DESC
+                """, logger: logger)
+            for try await (id, route, text, revision) in releases.decode((Int64, String, String, Int64).self) {
+                var record = try Self.decode(ReleaseRecord.self, text, what: "release of \(route)", database: database)
+                record.id = id
+                record.revision = Int(revision)
+                state.releases[route] = record
+            }
+            return state
+        }
+    }
+
+    public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) {
+        let text = try encode(record)
+        try await write { connection, logger in
+            _ = try await connection.query("""
+                INSERT INTO teal_routes (name, record, updated_at) VALUES (\(record.route), \(text), \(record.updatedAt.timeIntervalSince1970))
+                ON CONFLICT (name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at
+                """, logger: logger)
+        }
+    }
+
+    public func deleteRoute(_ name: String) async throws(StateStoreError) {
+        try await write { connection, logger in
+            _ = try await connection.query("DELETE FROM teal_routes WHERE name = \(name)", logger: logger)
+        }
+    }
+
+    public func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord {
+        let text = try encode(record)
+        let phase = record.checkpoint.phase.rawValue
+        let revision = Int64(record.revision)
+        return try await write { connection, logger in
+            var saved = record
+            if let id = record.id {
+                let updated = try await connection.query("""
+                    UPDATE teal_releases SET record = \(text), phase = \(phase), revision = \(revision)
+                    WHERE id = \(id) AND revision = \(revision - 1) RETURNING id
+                    """, logger: logger)
+                var count = 0
+                for try await _ in updated.decode(Int64.self) { count += 1 }
+                if count == 0 {
+                    // A statement of its own sees what the other writer committed.
+                    var stored: Int64 = 0
+                    let rows = try await connection.query("SELECT revision FROM teal_releases WHERE id = \(id)", logger: logger)
+                    for try await value in rows.decode(Int64.self) { stored = value }
+                    throw StateStoreError.conflict(route: record.spec.route, stored: Int(stored), attempted: record.revision)
+                }
+            } else {
+                let inserted = try await connection.query("""
+                    INSERT INTO teal_releases (route, record, phase, revision, started_at)
+                    VALUES (\(record.spec.route), \(text), \(phase), \(revision), \(record.startedAt.timeIntervalSince1970)) RETURNING id
+                    """, logger: logger)
+                for try await id in inserted.decode(Int64.self) { saved.id = id }
+            }
+            return saved
+        }
+    }
+
+    public func appendJournal(_ entry: JournalEntry) async throws(StateStoreError) {
+        try await write { connection, logger in
+            _ = try await connection.query("""
+                INSERT INTO teal_journal (time, route, source, text)
+                VALUES (\(entry.time.timeIntervalSince1970), \(entry.route), \(entry.source), \(entry.text))
+                """, logger: logger)
+        }
+    }
+
+    public func journal(route: String?, since: Date?, limit: Int) async throws(StateStoreError) -> [JournalEntry] {
+        var bindings = PostgresBindings()
+        var conditions: [String] = []
+        if let route {
+            bindings.append(route)
+            conditions.append("route = $\(bindings.count)")
+        }
+        if let since {
+            bindings.append(since.timeIntervalSince1970)
+            conditions.append("time >= $\(bindings.count)")
+        }
+        bindings.append(Int64(max(0, limit)))
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let query = PostgresQuery(unsafeSQL: """
+            SELECT time, route, source, text FROM
+                (SELECT id, time, route, source, text FROM teal_journal \(filter) ORDER BY id DESC LIMIT $\(bindings.count)) AS latest
+            ORDER BY id
+            """, binds: bindings)
+        return try await read { client, logger in
+            var entries: [JournalEntry] = []
+            for try await (time, route, source, text) in try await client.query(query, logger: logger).decode((Double, String, String, String).self) {
+                entries.append(JournalEntry(time: Date(timeIntervalSince1970: time), route: route, text: text, source: source))
+            }
+            return entries
+        }
+    }
+
+    public func pruneJournal(before cutoff: Date, keepingLatest: Int) async throws(StateStoreError) -> Int {
+        let keep = Int64(max(0, keepingLatest))
+        return try await write { connection, logger in
+            // By age: a range of the time index.
+            let old = try await connection.query("""
+                WITH gone AS (DELETE FROM teal_journal WHERE time < \(cutoff.timeIntervalSince1970) RETURNING 1) SELECT count(*) FROM gone
+                """, logger: logger)
+            var removed = 0
+            for try await count in old.decode(Int64.self) { removed += Int(count) }
+            // By count: everything up to the newest entry past the ones kept (a walk of at most
+            // `keep` rows of the primary key).
+            let surplus = try await connection.query("""
+                WITH gone AS (
+                    DELETE FROM teal_journal WHERE id <= (SELECT id FROM teal_journal ORDER BY id DESC LIMIT 1 OFFSET \(keep)) RETURNING 1
+                ) SELECT count(*) FROM gone
+                """, logger: logger)
+            for try await count in surplus.decode(Int64.self) { removed += Int(count) }
+            return removed
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+import TealAdmin
+import TealTestSupport
+
+/// `teal serve --state postgres://…` against a throwaway PostgreSQL cluster (`PostgresCluster`).
+@Suite("teal serve with its state in PostgreSQL", .serialized)
+struct PostgresServeTests {
+    /// A file holding `password` (with a line break, as editors save it), in `directory`.
+    static func passwordFile(_ password: String, in directory: URL) throws -> String {
+        let file = directory.appendingPathComponent("state-password")
+        try Data((password + "\n").utf8).write(to: file)
+        return file.path
+    }
+
+    @Test("a split set through the API survives kill -9: teal serve restarted on the same database serves it from the first request")
+    func splitSurvivesKill() async throws {
+        try await PostgresCluster.with(password: "pg-Secret 1") { cluster in
+            try await cluster.createDatabase("teal")
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("teal-pg-cli-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let password = try Self.passwordFile("pg-Secret 1", in: folder)
+            try await ServedRouter.with(extraArguments: ["--state-password-file", password], state: cluster.url(database: "teal")) { router in
+                #expect(try await router.request() == "blue")
+                let split = try await router.teal(["split", "shop", "1/3"])
+                #expect(split.status == 0, "\(split.output)")
+                // Saved before the API answered.
+                let stored = try await cluster.psql("SELECT record::jsonb -> 'split' FROM teal_routes WHERE name = 'shop'", database: "teal")
+                #expect(stored.contains("\"blue\": 1") && stored.contains("\"green\": 3"), "\(stored)")
+
+                try await router.restart(with: SIGKILL)
+
+                // The very first requests follow the stored split: 1 blue and 3 green in every 4.
+                var first: [String] = []
+                for _ in 0..<8 { first.append(try await router.request()) }
+                #expect(first.filter { $0 == "blue" }.count == 2 && first.filter { $0 == "green" }.count == 6, "\(first)")
+                #expect(router.server.log.contains("state in PostgreSQL") && router.server.log.contains("route state restored"),
+                        "\(router.server.log)")
+            }
+        }
+    }
+
+    @Test("no database server, a wrong password, a newer schema: teal serve exits 2 naming host, port, database and the cause")
+    func startupRefused() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("teal-pg-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data("route: shop\nblue: {version: \"1.0\", instances: [\"127.0.0.1:9\"]}\n".utf8)
+            .write(to: folder.appendingPathComponent("shop.yaml"))
+        func serve(_ state: String, _ more: [String] = []) async throws -> (status: Int32, output: String) {
+            try await TealProcess.run(["serve", "--routes", folder.path, "--listen", "127.0.0.1:\(try freePort())",
+                                       "--admin", "127.0.0.1:\(try freePort())", "--state", state] + more, timeout: .seconds(60))
+        }
+        func clean(_ output: String) -> Bool {
+            !output.contains("Fatal error") && !output.contains("Stack dump") && !output.contains("PSQLError")
+        }
+
+        let port = try freePort()
+        let nothing = try await serve("postgres://teal@127.0.0.1:\(port)/shop")
+        #expect(nothing.status == 2 && clean(nothing.output), "\(nothing.output)")
+        #expect(nothing.output.contains("teal: state database postgres://teal@127.0.0.1:\(port)/shop cannot be read: cannot connect:")
+                && nothing.output.lowercased().contains("refused") && nothing.output.contains("check that the database server runs"),
+                "\(nothing.output)")
+
+        try await PostgresCluster.with(password: "right") { cluster in
+            try await cluster.createDatabase("teal")
+            let wrong = try await serve(cluster.url(database: "teal"), ["--state-password-file", try Self.passwordFile("wrong", in: folder)])
+            #expect(wrong.status == 2 && clean(wrong.output) && !wrong.output.contains("wrong\n"), "\(wrong.output)")
+            #expect(wrong.output.contains("postgres://teal@127.0.0.1:\(cluster.port)/teal cannot be read: password authentication failed for user \"teal\""),
+                    "\(wrong.output)")
+
+            let missing = try await serve(cluster.url(database: "nosuch", withPassword: true))
+            #expect(missing.status == 2 && missing.output.contains("/nosuch cannot be read: database \"nosuch\" does not exist"), "\(missing.output)")
+
+            // A database that a newer Teal migrated.
+            try await cluster.psql("CREATE TABLE teal_schema_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
+                                   + "INSERT INTO teal_schema_migrations (id) VALUES ('v1'), ('v7')", database: "teal")
+            let newer = try await serve(cluster.url(database: "teal", withPassword: true))
+            #expect(newer.status == 2 && newer.output.contains("was written by a newer Teal (schema migrations v7 are unknown to this one)"),
+                    "\(newer.output)")
+
+            let takeover = try await serve(cluster.url(database: "teal", withPassword: true), ["--takeover"])
+            #expect(takeover.status != 0 && takeover.output.contains("--takeover works only with a SQLite state file"), "\(takeover.output)")
+        }
+    }
+}

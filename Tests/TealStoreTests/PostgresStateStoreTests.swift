@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+import TealCore
+import TealStorePostgres
+import TealTestSupport
+
+/// Opens PostgreSQL stores on one database.
+struct PostgresOpener: StoreOpener {
+    let configuration: PostgresStateConfiguration
+    func open() async throws -> any StateStore { try await PostgresStateStore.open(configuration) }
+    func close(_ store: any StateStore) async { await (store as? PostgresStateStore)?.close() }
+}
+
+/// The store contract and PostgreSQL's own cases, each against a throwaway cluster
+/// (`PostgresCluster`) on 127.0.0.1.
+@Suite("PostgreSQL state store")
+struct PostgresStateStoreTests {
+    /// A new database `name` in `cluster`, and the configuration of a store on it.
+    static func database(_ cluster: PostgresCluster, _ name: String = "teal") async throws -> PostgresStateConfiguration {
+        try await cluster.createDatabase(name)
+        return try PostgresStateConfiguration(url: cluster.url(database: name, withPassword: true))
+    }
+
+    @Test("routes, releases and the journal survive closing and reopening the store")
+    func roundTrip() async throws {
+        try await PostgresCluster.with { cluster in
+            try await StateStoreContract.roundTrip(PostgresOpener(configuration: try await Self.database(cluster)))
+        }
+    }
+
+    @Test("journal retention: entries past the age go, then all but the latest N")
+    func journalRetention() async throws {
+        try await PostgresCluster.with { cluster in
+            try await StateStoreContract.journalRetention(PostgresOpener(configuration: try await Self.database(cluster)))
+        }
+    }
+
+    @Test("a release save with a stale revision is refused and changes nothing, also when another replica saved it")
+    func revisionConflict() async throws {
+        try await PostgresCluster.with { cluster in
+            let opener = PostgresOpener(configuration: try await Self.database(cluster))
+            try await StateStoreContract.revisionConflict(opener)
+            // Two replicas on one database: both read revision 1, the first to save revision 2 wins.
+            try await StateStoreContract.using(opener) { first in
+                try await StateStoreContract.using(opener) { second in
+                    let created = try await first.saveRelease(StateStoreContract.release(route: "api"))
+                    let seen = try #require(try await second.load().releases["api"])
+                    #expect(seen.id == created.id && seen.revision == 1)
+                    var winner = created
+                    winner.revision = 2
+                    winner.checkpoint.step = 2
+                    _ = try await first.saveRelease(winner)
+                    var loser = seen
+                    loser.revision = 2
+                    loser.checkpoint.phase = .rolledBack
+                    await #expect(throws: StateStoreError.conflict(route: "api", stored: 2, attempted: 2)) { try await second.saveRelease(loser) }
+                    let stored = try #require(try await first.load().releases["api"])
+                    #expect(stored.checkpoint.step == 2 && stored.checkpoint.phase == .shifting && stored.revision == 2)
+                }
+            }
+        }
+    }
+
+    @Test("eight stores opening one new database at once migrate it once, and all work")
+    func concurrentMigrations() async throws {
+        try await PostgresCluster.with { cluster in
+            let configuration = try await Self.database(cluster)
+            let stores = try await withThrowingTaskGroup(of: PostgresStateStore.self) { group in
+                for _ in 0..<8 { group.addTask { try await PostgresStateStore.open(configuration) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(stores.count == 8)
+            for (index, store) in stores.enumerated() {
+                try await store.appendJournal(JournalEntry(time: Date(), route: "shop", text: "from store \(index)", source: "test"))
+            }
+            #expect(try await stores[0].journal(route: "shop", since: nil, limit: 100).count == 8)
+            for store in stores { await store.close() }
+            let migrations = try await cluster.psql("SELECT id FROM teal_schema_migrations ORDER BY id", database: "teal")
+            #expect(migrations.split(separator: "\n") == ["v1"])
+        }
+    }
+
+    @Test("a database written by a newer Teal is refused, naming the unknown migrations, and left as it was")
+    func newerSchema() async throws {
+        try await PostgresCluster.with { cluster in
+            let configuration = try await Self.database(cluster)
+            let store = try await PostgresStateStore.open(configuration)
+            try await store.appendJournal(JournalEntry(time: Date(), route: "shop", text: "kept", source: "test"))
+            await store.close()
+            try await cluster.psql("INSERT INTO teal_schema_migrations (id) VALUES ('v9'), ('v10')", database: "teal")
+            await #expect(throws: StateStoreError.newerSchema(path: "postgres://teal@127.0.0.1:\(cluster.port)/teal", unknown: ["v10", "v9"])) {
+                _ = try await PostgresStateStore.open(configuration)
+            }
+            let message = "\(StateStoreError.newerSchema(path: configuration.description, unknown: ["v10", "v9"]))"
+            #expect(message == "state database postgres://teal@127.0.0.1:\(cluster.port)/teal was written by a newer Teal (schema migrations v10, v9 are unknown to this one)")
+            #expect(try await cluster.psql("SELECT text FROM teal_journal", database: "teal") == "kept\n")
+        }
+    }
+
+    @Test("no server, no password, a wrong password: open fails naming host, port, database and the cause")
+    func connectionFailures() async throws {
+        let port = try freePort()
+        var nobody = try PostgresStateConfiguration(url: "postgres://teal@127.0.0.1:\(port)/shop")
+        nobody.connectTimeout = .seconds(5)
+        await #expect {
+            _ = try await PostgresStateStore.open(nobody)
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("state database postgres://teal@127.0.0.1:\(port)/shop cannot be read: cannot connect: ")
+                && text.lowercased().contains("refused")
+        }
+        try await PostgresCluster.with(password: "s3cret-Pass") { cluster in
+            try await cluster.createDatabase("teal")
+            let wrong = try PostgresStateConfiguration(url: "postgres://teal:nope@127.0.0.1:\(cluster.port)/teal")
+            await #expect {
+                _ = try await PostgresStateStore.open(wrong)
+            } throws: { error in
+                "\(error)".contains("postgres://teal@127.0.0.1:\(cluster.port)/teal cannot be read: password authentication failed for user \"teal\"")
+                    && !"\(error)".contains("nope")
+            }
+            let none = try PostgresStateConfiguration(url: "postgres://teal@127.0.0.1:\(cluster.port)/teal")
+            await #expect {
+                _ = try await PostgresStateStore.open(none)
+            } throws: { error in
+                "\(error)".contains("the server asks for a password")
+            }
+            var right = none
+            right.password = "s3cret-Pass"
+            let store = try await PostgresStateStore.open(right)
+            #expect(try await store.load().routes.isEmpty)
+            await store.close()
+        }
+    }
+}
+
+@Suite("PostgreSQL state URL")
+struct PostgresStateConfigurationTests {
+    @Test("URL forms: scheme, user, password, host, port, database, TLS mode")
+    func forms() throws {
+        let plain = try PostgresStateConfiguration(url: "postgres://teal@db.internal:6432/state")
+        #expect(plain == PostgresStateConfiguration(host: "db.internal", port: 6432, database: "state", username: "teal"))
+        #expect(plain.description == "postgres://teal@db.internal:6432/state")
+        let full = try PostgresStateConfiguration(url: "postgresql://te%40al:p%3Ass@[::1]/st%20ate?sslmode=verify-full&sslrootcert=/etc/ca.pem")
+        #expect(full.username == "te@al" && full.password == "p:ss" && full.host == "::1" && full.port == 5432 && full.database == "st ate")
+        #expect(full.tls == .verifyFull && full.rootCertificatePath == "/etc/ca.pem")
+        #expect(full.description == "postgres://te@al@[::1]:5432/st ate")
+        let defaults = try PostgresStateConfiguration(url: "postgres://teal@127.0.0.1?sslmode=require")
+        #expect(defaults.database == "teal" && defaults.tls == .require && defaults.password == nil)
+        #expect(PostgresStateConfiguration.isDatabaseURL("PostgreSQL://x@y/z") && !PostgresStateConfiguration.isDatabaseURL(".teal/state.sqlite"))
+    }
+
+    @Test("bad URLs are refused with the reason, never echoing the password")
+    func refused() {
+        let cases: [(String, String)] = [
+            ("postgres://db.internal/state", "names no user"),
+            ("postgres://teal:secret@/state", "names no host"),
+            ("postgres://teal:secret@db:70000/state", "port 70000"),
+            ("postgres://teal@db/state?sslmode=prefer", "sslmode=prefer is not one of"),
+            ("postgres://teal@db/state?connect_timeout=3", "connect_timeout is not known"),
+            ("postgres://teal@db/state?sslmode=require&sslrootcert=/ca.pem", "sslrootcert= needs"),
+            ("postgres://teal@db/a/b", "has a / in it"),
+        ]
+        for (url, reason) in cases {
+            #expect {
+                _ = try PostgresStateConfiguration(url: url)
+            } throws: { error in
+                "\(error)".contains(reason) && !"\(error)".contains("secret")
+            }
+        }
+    }
+}
