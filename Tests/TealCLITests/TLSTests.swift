@@ -73,7 +73,10 @@ struct TLSTests {
             for version in ["--http1.1", "--http2"] {
                 let started = ContinuousClock.now
                 let slow = try await Self.https("shop.test", port: port, certificates: certificates, extra: [version, "-o", "/dev/null", "-w", "%{http_code}"])
-                #expect(slow.output == "504" && ContinuousClock.now - started < .milliseconds(1400), "\(version): \(slow.output) \(slow.error)")
+                // 504 itself shows the 300 ms timeout fired before the instance's answer (1.5 s);
+                // the time bound, which includes starting curl and the handshake, only catches a
+                // hang: a tight one failed when the machine was loaded.
+                #expect(slow.output == "504" && ContinuousClock.now - started < .seconds(5), "\(version): \(slow.output) \(slow.error)")
             }
 
         }
