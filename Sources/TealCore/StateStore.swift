@@ -132,3 +132,39 @@ extension Route {
         RouteRecord(route: name, split: split, blue: blue, green: green, fileBlue: file.blue, fileGreen: file.green, updatedAt: time)
     }
 }
+
+/// The text form of stored records (route states, releases), shared by every store so the same
+/// record reads the same from SQLite and PostgreSQL: JSON with sorted keys and dates in
+/// milliseconds since 1970.
+public enum StoredRecordText {
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return encoder
+    }()
+    private static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
+    }()
+
+    /// A record as stored text; a failure is a write that cannot be made.
+    public static func encode(_ value: some Encodable) throws(StateStoreError) -> String {
+        do {
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
+        } catch {
+            throw .writeFailed("cannot encode: \(error)")
+        }
+    }
+
+    /// A stored record back; `what` names it (`route shop`) and `store` the file or database in
+    /// the error when it cannot be read.
+    public static func decode<T: Decodable>(_ type: T.Type, _ text: String, what: String, store: String) throws(StateStoreError) -> T {
+        do {
+            return try decoder.decode(type, from: Data(text.utf8))
+        } catch {
+            throw .unreadable(path: store, detail: "stored \(what) cannot be decoded: \(error)")
+        }
+    }
+}

@@ -11,17 +11,6 @@ import TealCore
 public final class SQLiteStateStore: StateStore {
     public let path: String
     private let queue: DatabaseQueue
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return encoder
-    }()
-    private static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }()
 
     /// Opens (creating it and its directory when missing) and migrates the state file. Throws
     /// `unreadable` for a file that is not a Teal state database, `newerSchema` for one a newer
@@ -129,17 +118,6 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    static func json(_ value: some Encodable) throws -> String {
-        String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ text: String, what: String) throws -> T {
-        do {
-            return try decoder.decode(type, from: Data(text.utf8))
-        } catch {
-            throw StateStoreError.unreadable(path: "", detail: "stored \(what) cannot be decoded: \(error)")
-        }
-    }
 
     public func load() async throws(StateStoreError) -> StoredState {
         let path = self.path
@@ -148,12 +126,12 @@ public final class SQLiteStateStore: StateStore {
                 var state = StoredState()
                 for row in try Row.fetchAll(db, sql: "SELECT name, record FROM routes") {
                     let name: String = row["name"]
-                    state.routes[name] = try Self.decode(RouteRecord.self, row["record"], what: "route \(name)")
+                    state.routes[name] = try StoredRecordText.decode(RouteRecord.self, row["record"], what: "route \(name)", store: path)
                 }
                 let sql = "SELECT id, route, record, revision FROM releases WHERE id IN (SELECT MAX(id) FROM releases GROUP BY route)"
                 for row in try Row.fetchAll(db, sql: sql) {
                     let route: String = row["route"]
-                    var record = try Self.decode(ReleaseRecord.self, row["record"], what: "release of \(route)")
+                    var record = try StoredRecordText.decode(ReleaseRecord.self, row["record"], what: "release of \(route)", store: path)
                     record.id = row["id"]
                     record.revision = row["revision"]
                     state.releases[route] = record
@@ -166,7 +144,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) {
-        let text = try encode(record)
+        let text = try StoredRecordText.encode(record)
         try await write { db in
             try db.execute(sql: """
                 INSERT INTO routes (name, record, updated_at) VALUES (?, ?, ?)
@@ -180,7 +158,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord {
-        let text = try encode(record)
+        let text = try StoredRecordText.encode(record)
         return try await write { db in
             var saved = record
             if let id = record.id {
@@ -247,11 +225,4 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    private func encode(_ value: some Encodable) throws(StateStoreError) -> String {
-        do {
-            return try Self.json(value)
-        } catch {
-            throw .writeFailed("cannot encode: \(error)")
-        }
-    }
 }

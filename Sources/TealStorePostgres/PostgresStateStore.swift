@@ -26,17 +26,6 @@ public final class PostgresStateStore: StateStore {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return encoder
-    }()
-    private static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }()
 
     private init(configuration: PostgresStateConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -262,21 +251,6 @@ public final class PostgresStateStore: StateStore {
         return try result.get()
     }
 
-    private func encode(_ value: some Encodable) throws(StateStoreError) -> String {
-        do {
-            return String(decoding: try Self.encoder.encode(value), as: UTF8.self)
-        } catch {
-            throw .writeFailed("cannot encode: \(error)")
-        }
-    }
-
-    private static func decode<T: Decodable>(_ type: T.Type, _ text: String, what: String, database: String) throws -> T {
-        do {
-            return try decoder.decode(type, from: Data(text.utf8))
-        } catch {
-            throw StateStoreError.unreadable(path: database, detail: "stored \(what) cannot be decoded: \(error)")
-        }
-    }
 
     // MARK: StateStore
 
@@ -286,13 +260,13 @@ public final class PostgresStateStore: StateStore {
             var state = StoredState()
             let routes = try await client.query("SELECT name, record FROM teal_routes", logger: logger)
             for try await (name, text) in routes.decode((String, String).self) {
-                state.routes[name] = try Self.decode(RouteRecord.self, text, what: "route \(name)", database: database)
+                state.routes[name] = try StoredRecordText.decode(RouteRecord.self, text, what: "route \(name)", store: database)
             }
             let releases = try await client.query("""
                 SELECT DISTINCT ON (route) id, route, record, revision FROM teal_releases ORDER BY route, id DESC
                 """, logger: logger)
             for try await (id, route, text, revision) in releases.decode((Int64, String, String, Int64).self) {
-                var record = try Self.decode(ReleaseRecord.self, text, what: "release of \(route)", database: database)
+                var record = try StoredRecordText.decode(ReleaseRecord.self, text, what: "release of \(route)", store: database)
                 record.id = id
                 record.revision = Int(revision)
                 state.releases[route] = record
@@ -302,7 +276,7 @@ public final class PostgresStateStore: StateStore {
     }
 
     public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) {
-        let text = try encode(record)
+        let text = try StoredRecordText.encode(record)
         try await write { connection, logger in
             _ = try await connection.query("""
                 INSERT INTO teal_routes (name, record, updated_at) VALUES (\(record.route), \(text), \(record.updatedAt.timeIntervalSince1970))
@@ -318,7 +292,7 @@ public final class PostgresStateStore: StateStore {
     }
 
     public func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord {
-        let text = try encode(record)
+        let text = try StoredRecordText.encode(record)
         let phase = record.checkpoint.phase.rawValue
         let revision = Int64(record.revision)
         return try await write { connection, logger in
