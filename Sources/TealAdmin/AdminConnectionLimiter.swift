@@ -88,9 +88,6 @@ public final class AdminConnectionLimiter: Sendable {
         self.logger = logger
     }
 
-    /// Connections open now.
-    public var openConnections: Int { state.withLock { $0.table.count } }
-
     /// A handler for one new connection's pipeline (after the HTTP codec).
     func makeHandler() -> AdminConnectionGuard { AdminConnectionGuard(limiter: self) }
 

@@ -72,10 +72,6 @@ public enum AdminServer {
         ("/v1/alerts", [.post]),
     ]
 
-    /// The longest alert name and route label value `POST /v1/alerts` takes, in characters
-    /// (Unicode code points, as JSON Schema's `maxLength` counts).
-    public static let maxAlertLabelLength = 256
-
     public static func router(backend: any AdminBackend, token: String?, routeLabel: String = defaultRouteLabel) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         // First, so that it wraps every endpoint and the not-found answer.
@@ -98,9 +94,7 @@ public enum AdminServer {
         v1.put("routes/:route/split") { request, context in
             let name = try context.parameters.require("route")
             let body = try await decode(SplitBody.self, from: request)
-            // Range first: the weights come from outside and are any Int.
-            let weights = 0...Split.maxWeight
-            guard weights.contains(body.blue), weights.contains(body.green), let split = Split(blue: body.blue, green: body.green) else {
+            guard let split = Split(blue: body.blue, green: body.green) else {
                 throw AdminError.badRequest("split \(body.blue)/\(body.green) is not valid: weights are 0...\(Split.maxWeight) and not both 0")
             }
             return try json(try await backend.setSplit(split, route: name, by: requester(request)))
@@ -145,8 +139,9 @@ public enum AdminServer {
             let payload = try await decode(AlertmanagerPayload.self, from: request)
             // Checked before any alert acts, so a refused payload changes nothing.
             for (index, alert) in payload.alerts.enumerated() {
-                for label in ["alertname", routeLabel] where alert.labels[label].map({ $0.unicodeScalars.count > maxAlertLabelLength }) == true {
-                    throw AdminError.badRequest("field alerts[\(index)].labels.\(label) is longer than \(maxAlertLabelLength) characters")
+                for label in ["alertname", routeLabel] where alert.labels[label].map({ $0.unicodeScalars.count > InputLimits.alertNameLength }) == true {
+                    // Counted in code points, as the document's maxLength counts.
+                    throw AdminError.badRequest("field alerts[\(index)].labels.\(label) is longer than \(InputLimits.alertNameLength) characters")
                 }
             }
             var results: [AlertResult] = []
@@ -189,7 +184,6 @@ public enum AdminServer {
         return agent.hasPrefix(AdminClient.userAgent) ? "cli" : "api (\(agent))"
     }
 
-    /// The admin application on `configuration`'s address.
     /// The admin application on `configuration`'s address, bounded by its connection limit and
     /// timeouts.
     public static func application(backend: any AdminBackend, configuration: AdminConfiguration,

@@ -23,12 +23,11 @@ enum DescriptorBudget {
         return min(max(proxyConnections, 0), cap) * 2 + min(max(adminConnections, 0), cap) + reserve
     }
 
-    /// Raises the soft descriptor limit to the hard limit and returns the limit in force; logs a
-    /// warning naming the numbers when the budget does not fit in it.
-    @discardableResult
-    static func prepare(proxyConnections: Int, adminConnections: Int, logger: Logger) -> Int {
+    /// Raises the soft descriptor limit to the hard limit; logs a warning naming the numbers when
+    /// the budget does not fit in the limit.
+    static func prepare(proxyConnections: Int, adminConnections: Int, logger: Logger) {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
         if limit.rlim_cur < limit.rlim_max {
             var raised = limit
             raised.rlim_cur = limit.rlim_max
@@ -41,6 +40,5 @@ enum DescriptorBudget {
             logger.warning("the descriptor limit is below what --max-connections can use: past it new connections fail",
                            metadata: ["limit": "\(available)", "needed": "\(needed)", "max-connections that fit": "\(fits)"])
         }
-        return available
     }
 }

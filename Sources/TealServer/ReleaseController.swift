@@ -152,9 +152,8 @@ public final class ReleaseController: Sendable {
     }
 
     /// Saves the release's checkpoint (when there is a store). A failure is logged and journaled:
-    /// the release goes on (a rollback must never wait for a disk).
-    /// Saves are serialized per release: two at once would both find no stored record and insert
-    /// the release twice, or both save the same revision.
+    /// the release goes on (a rollback must never wait for a disk). Saves are serialized per
+    /// release: two at once would both find no stored record and insert the release twice.
     func persist(_ run: ReleaseRun) async {
         guard let store else { return }
         await run.saving.withLock {

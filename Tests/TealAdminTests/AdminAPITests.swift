@@ -376,8 +376,8 @@ struct AdminAPITests {
         let harness = try await AdminHarness()
         try await harness.run { client in
             try await client.execute(uri: "/v1/routes/shop/rollout", method: .post, headers: harness.auth) { #expect($0.status == .created) }
-            let long = String(repeating: "n", count: AdminServer.maxAlertLabelLength + 1)
-            let atCap = String(repeating: "é", count: AdminServer.maxAlertLabelLength)  // 2 UTF-8 bytes each: characters count
+            let long = String(repeating: "n", count: InputLimits.alertNameLength + 1)
+            let atCap = String(repeating: "é", count: InputLimits.alertNameLength)  // 2 UTF-8 bytes each: characters count
             let cases: [(String, String)] = [
                 (#"{"status": "firing", "labels": {"alertname": "\#(long)", "teal_route": "shop"}}"#, "field alerts[1].labels.alertname is longer than 256 characters"),
                 (#"{"status": "resolved", "labels": {"alertname": "Burn", "teal_route": "\#(long)"}}"#, "field alerts[1].labels.teal_route is longer than 256 characters"),
