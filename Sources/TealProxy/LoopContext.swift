@@ -104,23 +104,3 @@ protocol DeadlineHolder: AnyObject {
     /// Called by the sweep when `deadline` has passed.
     func deadlinePassed()
 }
-
-/// Header bytes the proxy adds, rendered once.
-struct ProxyHeaderBytes {
-    let forwardedFor = Array("X-Forwarded-For: ".utf8)
-    let forwardedProto = Array("X-Forwarded-Proto: http\r\n".utf8)
-    let forwardedProtoHTTPS = Array("X-Forwarded-Proto: https\r\n".utf8)
-    let forwardedHost = Array("X-Forwarded-Host: ".utf8)
-    let via = Array("Via: ".utf8)
-    let viaValue: [UInt8]
-    let requestID = Array("X-Request-Id: ".utf8)
-    let upgrade = Array("Connection: upgrade\r\nUpgrade: ".utf8)
-    let listSeparator = Array(", ".utf8)
-    let crlf = Array("\r\n".utf8)
-    let connectionClose = Array("Connection: close\r\n".utf8)
-    let http11 = Array("HTTP/1.1 ".utf8)
-
-    init(viaName: String) {
-        viaValue = Array("1.1 \(viaName)".utf8)
-    }
-}

@@ -396,44 +396,10 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         }
     }
 
-    /// The head sent upstream: the original request line and header lines minus hop-by-hop ones,
-    /// plus X-Forwarded-*, Via and (when missing) X-Request-Id.
     private func writeUpstreamHead(_ raw: UnsafeRawBufferPointer, _ head: RequestHead) {
-        let constants = loop.constantHeaders
         requestHead.clear()
-        requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<head.headers.start]))
-        head.headers.forEachKeptRange(raw) { requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[$0])) }
-        requestHead.writeBytes(constants.forwardedFor)
-        if let earlier = head.forwardedFor, !earlier.isEmpty {
-            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
-            requestHead.writeBytes(constants.listSeparator)
-        }
-        requestHead.writeBytes(clientAddress)
-        requestHead.writeBytes(constants.crlf)
-        requestHead.writeBytes(isTLS ? constants.forwardedProtoHTTPS : constants.forwardedProto)
-        if let host = head.host, !host.isEmpty {
-            requestHead.writeBytes(constants.forwardedHost)
-            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host]))
-            requestHead.writeBytes(constants.crlf)
-        }
-        requestHead.writeBytes(constants.via)
-        if let earlier = head.via, !earlier.isEmpty {
-            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
-            requestHead.writeBytes(constants.listSeparator)
-        }
-        requestHead.writeBytes(constants.viaValue)
-        requestHead.writeBytes(constants.crlf)
-        if head.requestID == nil {
-            requestHead.writeBytes(constants.requestID)
-            loop.writeRequestID(into: &requestHead)
-            requestHead.writeBytes(constants.crlf)
-        }
-        if let upgrade = head.upgrade, head.wantsUpgrade {
-            requestHead.writeBytes(constants.upgrade)
-            requestHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[upgrade]))
-            requestHead.writeBytes(constants.crlf)
-        }
-        requestHead.writeBytes(constants.crlf)
+        HeadWriter.upstreamRequest(raw, head, client: HeadWriter.Client(address: clientAddress, isTLS: isTLS),
+                                   constants: loop.constantHeaders, into: &requestHead) { loop.writeRequestID(into: &$0) }
     }
 
     /// Sends the current request over a pooled connection, or opens one.
@@ -481,19 +447,20 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     /// and the body is not finished (so processing may go on).
     private func forwardRequestBody() -> Bool {
         guard let upstream, inbound.readableBytes > 0 else { return false }
-        let view = inbound
-        let used: Int
+        // Worked on as locals: a write may call back into this handler (writability), which
+        // reads both.
+        var body = exchange.body
+        var input = inbound
         do {
-            used = try view.withUnsafeReadableBytes { try exchange.body.consume($0) }
+            try body.forward(&input) { upstream.write($0) }
         } catch {
             upstream.markUnusable()
             failExchange(.invalidChunk, outcome: nil)
             return false
         }
-        if used > 0, let slice = inbound.readSlice(length: used) {
-            upstream.write(slice)
-            upstreamNeedsFlush = true
-        }
+        exchange.body = body
+        inbound = input
+        upstreamNeedsFlush = true
         if exchange.body.isDone {
             exchange.requestDone = true
             if !exchange.responseStarted { armResponseDeadline() }
@@ -696,15 +663,10 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
             clientNeedsFlush = true
             return
         }
-        let constants = loop.constantHeaders
         responseHead.clear()
-        responseHead.writeBytes(constants.http11)
         bytes.withUnsafeReadableBytes { raw in
-            responseHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.statusStart..<head.headers.start]))
-            head.headers.forEachKeptRange(raw) { responseHead.writeBytes(UnsafeRawBufferPointer(rebasing: raw[$0])) }
+            HeadWriter.clientResponse(raw, head, close: close, constants: loop.constantHeaders, into: &responseHead)
         }
-        if close { responseHead.writeBytes(constants.connectionClose) }
-        responseHead.writeBytes(constants.crlf)
         responseHeadPending = true
     }
 

@@ -17,6 +17,8 @@ public final class Upstream: Sendable, CustomStringConvertible {
     let hasFailures = Atomic<Bool>(false)
     /// Answers the clients of this instance got, by status class.
     public let answers: StatusClassCounter
+    /// Answers that had bytes past their end (dropped, and the connection closed).
+    public let answerOverruns = Atomic<UInt64>(0)
     /// HTTPS to this instance, when its pool says so.
     public let tls: UpstreamTLSClient?
 

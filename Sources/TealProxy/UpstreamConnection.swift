@@ -173,24 +173,24 @@ final class UpstreamConnection: ChannelDuplexHandler {
             case .awaitingHead:
                 guard let head = takeHead(&bytes) else { return }
                 handle(head)
+                if case .body(let tracker) = phase, tracker.isDone { finishResponse(overrun: &bytes) }
             case .body(var tracker):
-                let used: Int
                 do {
-                    used = try bytes.withUnsafeReadableBytes { try tracker.consume($0) }
+                    try tracker.forward(&bytes) { client?.upstreamResponseBody($0) }
                 } catch {
                     fail(.invalidResponse)
                     return
                 }
                 phase = .body(tracker)
-                if used > 0, let slice = bytes.readSlice(length: used) { client?.upstreamResponseBody(slice) }
-                if tracker.isDone { finishResponse() }
+                if tracker.isDone { finishResponse(overrun: &bytes) }
             case .tunnel:
                 client?.upstreamTunnelBytes(bytes)
                 return
             case .idle:
-                // More bytes after a complete response: the upstream broke framing.
-                reusable = false
-                context?.close(promise: nil)
+                // Bytes after a complete response, in a later read: the upstream broke framing.
+                countOverrun()
+                bytes.moveReaderIndex(to: bytes.writerIndex)
+                close()
                 return
             case .closed:
                 return
@@ -248,18 +248,28 @@ final class UpstreamConnection: ChannelDuplexHandler {
             return
         }
         if !head.upstreamKeepAlive { reusable = false }
-        let tracker = BodyTracker(head.framing)
-        phase = .body(tracker)
+        phase = .body(BodyTracker(head.framing))
         client?.upstreamResponseHead(head, bytes: headBytes)
-        if tracker.isDone { finishResponse() }
     }
 
-    private func finishResponse() {
+    /// The response is complete. Bytes left in `bytes` are past its end (a body on a 204, 304 or
+    /// HEAD answer, more than Content-Length, or after the last chunk): they are dropped, never
+    /// read as the next answer, and the connection is closed rather than reused.
+    private func finishResponse(overrun bytes: inout ByteBuffer) {
+        if bytes.readableBytes > 0 {
+            countOverrun()
+            reusable = false
+            bytes.moveReaderIndex(to: bytes.writerIndex)
+        }
         phase = .idle
         headBuffer = nil
         let client = self.client
         self.client = nil
         client?.upstreamResponseEnd(from: self, reusable: reusable)
+    }
+
+    private func countOverrun() {
+        upstream.answerOverruns.add(1, ordering: .relaxed)
     }
 
     private func fail(_ reason: UpstreamFailure) {

@@ -1,3 +1,4 @@
+import NIOCore
 @testable import TealProxy
 import Testing
 
@@ -20,6 +21,16 @@ enum HeadFixture {
             }
             return String(decoding: kept, as: UTF8.self)
         }
+        /// The whole head the proxy sends upstream for this request (client 192.0.2.9 over plain
+        /// HTTP, request id `test-id` when the request has none).
+        var forwarded: String {
+            var buffer = ByteBuffer()
+            bytes.withUnsafeBytes { raw in
+                HeadWriter.upstreamRequest(raw, head, client: HeadWriter.Client(address: Array("192.0.2.9".utf8), isTLS: false),
+                                           constants: ProxyHeaderBytes(viaName: "teal"), into: &buffer) { $0.writeStaticString("test-id") }
+            }
+            return String(buffer: buffer)
+        }
     }
 
     struct Response {
@@ -32,6 +43,14 @@ enum HeadFixture {
                 head.headers.forEachKeptRange(raw) { kept.append(contentsOf: raw[$0]) }
             }
             return String(decoding: kept, as: UTF8.self)
+        }
+        /// The whole head the proxy sends to an HTTP/1.x client for this answer.
+        var forwarded: String {
+            var buffer = ByteBuffer()
+            bytes.withUnsafeBytes { raw in
+                HeadWriter.clientResponse(raw, head, close: false, constants: ProxyHeaderBytes(viaName: "teal"), into: &buffer)
+            }
+            return String(buffer: buffer)
         }
     }
 
@@ -147,7 +166,7 @@ enum HeadFixture {
     @Test(arguments: [
         ("/p?q", "/p?q"), ("/", "/"), ("*", "*"),
         ("http://h/p?q", "/p?q"), ("http://h:8080/a/b", "/a/b"), ("https://h/x", "/x"),
-        ("HTTP://H/Up", "/Up"), ("http://user@h/p", "/p"),
+        ("HTTP://H/Up", "/Up"),
     ])
     func path(target: String, path: String) throws {
         let request = try HeadFixture.request("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -198,8 +217,6 @@ enum HeadFixture {
         ("Content-Length: 999999999999999999", .length(999_999_999_999_999_999)),
         ("Transfer-Encoding: chunked", .chunked),
         ("Transfer-Encoding: CHUNKED", .chunked),
-        ("Transfer-Encoding: gzip, chunked", .chunked),
-        ("Transfer-Encoding: gzip,chunked", .chunked),
         ("X-Nothing: 1", .none),
     ])
     func framing(line: String, framing: BodyFraming) throws {
@@ -208,8 +225,8 @@ enum HeadFixture {
     }
 
     @Test func transferEncodingAcrossLines() throws {
-        let request = try HeadFixture.request(HeadFixture.post("Transfer-Encoding: gzip", "Transfer-Encoding: chunked"))
-        #expect(request.head.framing == .chunked)
+        #expect(HeadFixture.requestError(HeadFixture.post("Transfer-Encoding: gzip", "Transfer-Encoding: chunked"))
+            == .transferCodingNotImplemented)
         #expect(HeadFixture.requestError(HeadFixture.post("Transfer-Encoding: chunked", "Transfer-Encoding: gzip"))
             == .transferEncodingNotChunked)
     }
@@ -256,7 +273,7 @@ enum HeadFixture {
         (HeadFixture.post("Transfer-Encoding: gzip"), .transferEncodingNotChunked),
         (HeadFixture.post("Transfer-Encoding: chunked, gzip"), .transferEncodingNotChunked),
         (HeadFixture.post("Transfer-Encoding: chunkedx"), .transferEncodingNotChunked),
-        (HeadFixture.post("Transfer-Encoding:"), .transferEncodingNotChunked),
+        (HeadFixture.post("Transfer-Encoding:"), .transferEncodingInvalid),
         // Transfer-Encoding in HTTP/1.0
         ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", .transferEncodingInHTTP10),
         ("POST / HTTP/1.0\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", .transferEncodingInHTTP10),
@@ -418,7 +435,7 @@ enum HeadFixture {
         #expect(request.keptHeaders == "Host: h\r\nAccept: text/html\r\nCookie: a=b\r\nfoo-extra: 3\r\nUser-Agent: t\r\n")
         #expect(request.head.forwardedFor.map(request.text) == "192.0.2.1")
         #expect(request.head.via.map(request.text) == "1.1 edge")
-        #expect(request.head.upgrade.map(request.text) == "h2c")
+        #expect(request.head.upgrade == nil)  // h2c upgrades are left out
         #expect(!request.head.wantsUpgrade)
         #expect(request.head.hasConnectionOptions)
     }
@@ -482,8 +499,8 @@ enum HeadFixture {
     func connectionOptionsNeverRemoveBodyFraming(head: String, framingLine: String) {
         do {
             let request = try HeadFixture.request(head)
-            #expect(request.keptHeaders.contains(framingLine),
-                    "framing \(request.head.framing) but forwarded headers are \(request.keptHeaders.debugDescription)")
+            #expect(request.forwarded.contains(framingLine),
+                    "framing \(request.head.framing) but the forwarded head is \(request.forwarded.debugDescription)")
         } catch {
             // refusing the request is fine too
         }

@@ -91,6 +91,30 @@ enum HTTPBytes {
         }
     }
 
+    /// Whether `bytes[range]`, a field name, is one of the fields that frame, route or
+    /// forward a message, spelled with `_` for `-` (`Content_Length`, `X_Forwarded_For`): some servers
+    /// read such a name as the real field, so a client could slip one past the proxy.
+    static func isUnderscoreSpelling(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        switch range.count {
+        case 2, 4, 7, 9, 10, 12, 14, 15, 16, 17: break
+        default: return false
+        }
+        guard range.contains(where: { bytes[$0] == UInt8(ascii: "_") }) else { return false }
+        var name = ""
+        name.reserveCapacity(range.count)
+        for position in range {
+            let byte = bytes[position]
+            name.unicodeScalars.append(Unicode.Scalar(byte == UInt8(ascii: "_") ? UInt8(ascii: "-") : lower(byte)))
+        }
+        return underscoreSensitiveNames.contains(name)
+    }
+
+    static let underscoreSensitiveNames: Set<String> = [
+        "te", "host", "upgrade", "trailer", "forwarded", "connection", "keep-alive", "x-request-id",
+        "content-length", "http2-settings", "x-forwarded-for", "x-forwarded-host", "x-forwarded-port",
+        "proxy-connection", "transfer-encoding", "x-forwarded-proto",
+    ]
+
     /// Finds the end of a head: the index just past the first empty line (`\r\n\r\n`), scanning
     /// from `from`; `nil` when the head is not complete yet.
     static func findHeadEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {

@@ -102,3 +102,50 @@ struct HeaderLines {
         if runStart < lineStart { append(runStart..<lineStart) }
     }
 }
+
+/// The transfer codings of a message, from all its `Transfer-Encoding` lines. Teal passes on
+/// exactly one coding, `chunked`, and refuses the rest (RFC 9112 §6.1, §7).
+struct TransferCodings {
+    private(set) var seen = false
+    private var count = 0
+    private var chunkedCount = 0
+    private var lastIsChunked = false
+    private var emptyElement = false
+
+    enum Verdict: Equatable {
+        /// No Transfer-Encoding field.
+        case absent
+        /// Exactly one `chunked` (in any case): passed on as `Transfer-Encoding: chunked`.
+        case chunked
+        /// An empty list element, or `chunked` more than once.
+        case malformed
+        /// The final coding is not `chunked`.
+        case notChunked
+        /// Another coding before `chunked` (gzip, identity, ...).
+        case unsupportedCoding
+    }
+
+    /// Adds the codings of one field line's value.
+    mutating func add(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) {
+        seen = true
+        var start = value.lowerBound
+        for position in value.lowerBound...value.upperBound where position == value.upperBound || bytes[position] == HTTPBytes.comma {
+            let element = HTTPBytes.trimmed(bytes, start..<position)
+            start = position + 1
+            if element.isEmpty {
+                emptyElement = true
+                continue
+            }
+            count += 1
+            lastIsChunked = HTTPBytes.equalsIgnoringCase(bytes, element, "chunked")
+            if lastIsChunked { chunkedCount += 1 }
+        }
+    }
+
+    var verdict: Verdict {
+        guard seen else { return .absent }
+        if emptyElement || chunkedCount > 1 { return .malformed }
+        if !lastIsChunked { return .notChunked }
+        return count == 1 ? .chunked : .unsupportedCoding
+    }
+}

@@ -15,13 +15,18 @@ enum RequestHeadError: Error, Equatable {
     case duplicateContentLength
     case contentLengthWithTransferEncoding
     case transferEncodingNotChunked
+    case transferEncodingInvalid
+    case transferCodingNotImplemented
     case transferEncodingInHTTP10
+    case invalidTargetAuthority
+    case userinfoInTarget
 
     var status: Int {
         switch self {
         case .unsupportedVersion: 505
         case .uriTooLong: 414
         case .headersTooLarge, .tooManyHeaders: 431
+        case .transferCodingNotImplemented: 501
         default: 400
         }
     }
@@ -43,7 +48,11 @@ enum RequestHeadError: Error, Equatable {
         case .duplicateContentLength: "duplicate-content-length"
         case .contentLengthWithTransferEncoding: "content-length-with-transfer-encoding"
         case .transferEncodingNotChunked: "transfer-encoding-not-chunked"
+        case .transferEncodingInvalid: "invalid-transfer-encoding"
+        case .transferCodingNotImplemented: "transfer-coding-not-implemented"
         case .transferEncodingInHTTP10: "transfer-encoding-in-http-1.0"
+        case .invalidTargetAuthority: "invalid-target-authority"
+        case .userinfoInTarget: "userinfo-in-target"
         }
     }
 
@@ -64,7 +73,11 @@ enum RequestHeadError: Error, Equatable {
         case .duplicateContentLength: "Content-Length appears more than once"
         case .contentLengthWithTransferEncoding: "Content-Length and Transfer-Encoding together are not accepted"
         case .transferEncodingNotChunked: "Transfer-Encoding must end in chunked"
+        case .transferEncodingInvalid: "Transfer-Encoding must name chunked once, without empty list elements"
+        case .transferCodingNotImplemented: "chunked is the only transfer coding accepted"
         case .transferEncodingInHTTP10: "Transfer-Encoding is not accepted in HTTP/1.0"
+        case .invalidTargetAuthority: "the authority of the absolute-form target is not a valid host"
+        case .userinfoInTarget: "the request target must not carry user information (user@host)"
         }
     }
 }
@@ -96,12 +109,18 @@ struct RequestHead {
     var isHead = false
     var isIdempotent = false
     var isConnect = false
+    var isOptions = false
     var target = 0..<0
     /// `true` for HTTP/1.1, `false` for HTTP/1.0.
     var isHTTP11 = true
     var headers = HeaderLines()
     var host: Range<Int>?
+    /// The host came from an absolute-form target (`http://host/path`): the Host line is
+    /// dropped, and the request goes upstream in origin form with `Host: host`.
+    var hostFromTarget = false
     var framing = BodyFraming.none
+    /// A Content-Length written with leading zeros: its line is dropped, and this is sent.
+    var canonicalContentLength: Int64?
     var connectionClose = false
     var connectionKeepAlive = false
     var connectionUpgrade = false
@@ -128,8 +147,9 @@ struct RequestHead {
         var lineIndex = 0
         var sawHost = false
         var sawContentLength = false
-        var sawTransferEncoding = false
-        var lastCodingIsChunked = false
+        var codings = TransferCodings()
+        var hostLine = -1
+        var upgradeH2C = false
         while let line = try HeaderLines.line(bytes, at: lineStart, headEnd: headEnd) {
             if lineIndex >= limits.maxHeaderCount || lineIndex >= HeaderLines.maxLines { throw .tooManyHeaders }
             let name = line.name, value = line.value
@@ -144,11 +164,15 @@ struct RequestHead {
                 sawHost = true
                 guard Self.isValidHost(bytes, value) else { throw .invalidHost }
                 head.host = value
+                hostLine = lineIndex
             case 6 where HTTPBytes.equalsIgnoringCase(bytes, name, "expect"):
                 break
             case 7 where HTTPBytes.equalsIgnoringCase(bytes, name, "upgrade"):
                 head.upgrade = value
                 head.headers.drop(line: lineIndex)  // re-added when the upgrade is forwarded
+                HTTPBytes.forEachListElement(bytes, value) { token in
+                    if HTTPBytes.equalsIgnoringCase(bytes, token, "h2c") { upgradeH2C = true }
+                }
             case 10 where HTTPBytes.equalsIgnoringCase(bytes, name, "connection"):
                 head.headers.drop(line: lineIndex)
                 HTTPBytes.forEachListElement(bytes, value) { option in
@@ -171,6 +195,12 @@ struct RequestHead {
                 sawContentLength = true
                 guard let length = HTTPBytes.parseContentLength(bytes, value) else { throw .invalidContentLength }
                 head.framing = .length(length)
+                if value.count > 1 && bytes[value.lowerBound] == UInt8(ascii: "0") {
+                    head.headers.drop(line: lineIndex)
+                    head.canonicalContentLength = length
+                }
+            case 14 where HTTPBytes.equalsIgnoringCase(bytes, name, "http2-settings"):
+                head.headers.drop(line: lineIndex)
             case 15 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-for"):
                 head.forwardedFor = head.forwardedFor ?? value
                 head.headers.drop(line: lineIndex)
@@ -179,25 +209,38 @@ struct RequestHead {
                  16 where HTTPBytes.equalsIgnoringCase(bytes, name, "proxy-connection"):
                 head.headers.drop(line: lineIndex)
             case 17 where HTTPBytes.equalsIgnoringCase(bytes, name, "transfer-encoding"):
-                sawTransferEncoding = true
-                HTTPBytes.forEachListElement(bytes, value) { coding in
-                    lastCodingIsChunked = HTTPBytes.equalsIgnoringCase(bytes, coding, "chunked")
-                }
+                codings.add(bytes, value)
+                head.headers.drop(line: lineIndex)  // sent as one canonical line
             case 17 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-proto"):
                 head.headers.drop(line: lineIndex)
             default:
-                break
+                if HTTPBytes.isUnderscoreSpelling(bytes, name) { head.headers.drop(line: lineIndex) }
             }
             lineStart = line.end + 2
             lineIndex += 1
         }
-        if sawTransferEncoding {
+        if codings.seen {
             if !head.isHTTP11 { throw .transferEncodingInHTTP10 }
             if sawContentLength { throw .contentLengthWithTransferEncoding }
-            if !lastCodingIsChunked { throw .transferEncodingNotChunked }
-            head.framing = .chunked
+            switch codings.verdict {
+            case .malformed: throw .transferEncodingInvalid
+            case .notChunked: throw .transferEncodingNotChunked
+            case .unsupportedCoding: throw .transferCodingNotImplemented
+            case .chunked, .absent: head.framing = .chunked
+            }
         }
         if head.isHTTP11 && !sawHost { throw .missingHost }
+        if let authority = head.authority(bytes) {
+            // RFC 9112 §3.2.2: the target's authority wins over Host, and replaces it.
+            if bytes[authority].contains(UInt8(ascii: "@")) { throw .userinfoInTarget }
+            guard !authority.isEmpty, Self.isValidHost(bytes, authority) else { throw .invalidTargetAuthority }
+            if hostLine >= 0 { head.headers.drop(line: hostLine) }
+            head.host = authority
+            head.hostFromTarget = true
+        }
+        // HTTP/2 over cleartext by upgrade is not offered: the upgrade is left out, so an instance
+        // never switches a connection the proxy reads as HTTP/1.1.
+        if upgradeH2C { head.upgrade = nil }
         if head.framing == .length(0) { head.framing = .none }
         if head.hasConnectionOptions { head.headers.dropConnectionOptions(bytes) }
         return head
@@ -263,11 +306,12 @@ struct RequestHead {
         case 6: isIdempotent = HTTPBytes.equalsIgnoringCase(bytes, method, "delete")
         case 7:
             isIdempotent = HTTPBytes.equalsIgnoringCase(bytes, method, "options")
+            isOptions = isIdempotent
             isConnect = HTTPBytes.equalsIgnoringCase(bytes, method, "connect")
         default: break
         }
         // Methods are case-sensitive: only upper-case names count as the standard ones.
-        if bytes[0] &- 65 >= 26 { isIdempotent = false; isHead = false; isConnect = false }
+        if bytes[0] &- 65 >= 26 { isIdempotent = false; isHead = false; isConnect = false; isOptions = false }
     }
 
     private func hasAbsoluteForm(_ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -9,6 +9,10 @@ struct ResponseHead {
     var connectionClose = false
     var connectionKeepAlive = false
     var hasConnectionOptions = false
+    /// The answer's Transfer-Encoding is `chunked` (its lines are dropped; one canonical line is sent).
+    var transferEncodingChunked = false
+    /// A Content-Length written with leading zeros: its line is dropped, and this is sent.
+    var canonicalContentLength: Int64?
 
     /// Whether the upstream connection may carry another request after this response.
     var upstreamKeepAlive: Bool {
@@ -39,7 +43,8 @@ struct ResponseHead {
         head.headers.start = lineEnd + 2
         var lineStart = head.headers.start
         var index = 0
-        var sawLength = false, sawChunked = false, sawTransferEncoding = false
+        var sawLength = false
+        var codings = TransferCodings()
         var length: Int64 = 0
         while let line = try HeaderLines.line(bytes, at: lineStart, headEnd: headEnd) {
             if index >= HeaderLines.maxLines { throw .tooManyHeaders }
@@ -68,26 +73,34 @@ struct ResponseHead {
                     throw .invalidContentLength
                 }
                 if sawLength { head.headers.drop(line: index) }
+                if !sawLength && line.value.count > 1 && bytes[line.value.lowerBound] == UInt8(ascii: "0") {
+                    head.headers.drop(line: index)
+                    head.canonicalContentLength = value
+                }
                 sawLength = true
                 length = value
             case 17 where HTTPBytes.equalsIgnoringCase(bytes, name, "transfer-encoding"):
-                sawTransferEncoding = true
-                HTTPBytes.forEachListElement(bytes, value) { coding in
-                    sawChunked = HTTPBytes.equalsIgnoringCase(bytes, coding, "chunked")
-                }
+                codings.add(bytes, value)
+                head.headers.drop(line: index)
             default:
-                break
+                if HTTPBytes.isUnderscoreSpelling(bytes, name) { head.headers.drop(line: index) }
             }
             lineStart = line.end + 2
             index += 1
         }
+        if codings.seen {
+            // Only exactly `chunked` is passed on: anything else (another coding, which would
+            // make the body run until the close, empty list elements, chunked twice, chunked in
+            // HTTP/1.0, or Content-Length beside it) is a framing the client could read another way.
+            if sawLength { throw .contentLengthWithTransferEncoding }
+            if !head.isHTTP11 { throw .transferEncodingInHTTP10 }
+            guard codings.verdict == .chunked else { throw .transferEncodingInvalid }
+            head.transferEncodingChunked = true
+        }
         if requestIsHead || status < 200 || status == 204 || status == 304 {
             head.framing = .none
-        } else if sawTransferEncoding {
-            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a final coding other than
-            // chunked means the body runs until the connection closes.
-            if sawLength { throw .contentLengthWithTransferEncoding }
-            head.framing = sawChunked ? .chunked : .untilClose
+        } else if codings.seen {
+            head.framing = .chunked
         } else if sawLength {
             head.framing = length == 0 ? .none : .length(length)
         }

@@ -42,10 +42,9 @@ final class HTTP2ProxyStream {
         case done
     }
     private var answer = Answer.head
-    /// The trailer section of a chunked answer as the upstream sent it (field lines and the
-    /// blank line); dropped, not forwarded, past `maxTrailerBytes`.
-    private var answerTrailer: [UInt8] = []
-    static let maxTrailerBytes = 16 * 1024
+    /// The trailer fields of a chunked answer, as its framer passed them (checked, and without
+    /// the fields a trailer may not carry).
+    private var answerTrailers = HPACKHeaders()
     /// DATA bytes written to the HTTP/2 handler and not yet encoded by it.
     private(set) var queuedBytes = 0
     private var queueFull = false
@@ -334,27 +333,15 @@ final class HTTP2ProxyStream {
         return headers
     }
 
-    /// The fields of a chunked answer's trailer section (field lines ending in CRLF, then a blank
-    /// line), for a trailing HEADERS frame: names lowercased; lines without a name and colon,
-    /// and fields a trailer may not carry or HTTP/2 refuses (framing, routing, connection
-    /// options), left out.
-    static func trailerFields(_ section: [UInt8]) -> HPACKHeaders {
-        var fields = HPACKHeaders()
-        section.withUnsafeBytes { raw in
-            var lineStart = 0
-            while lineStart < raw.count {
-                guard let cr = raw[lineStart...].firstIndex(of: HTTPBytes.cr), cr > lineStart else { break }
-                let line = lineStart..<cr
-                lineStart = cr + 2
-                guard let colon = raw[line].firstIndex(of: HTTPBytes.colon), colon > line.lowerBound,
-                      raw[line.lowerBound..<colon].allSatisfy(HTTPBytes.isTokenChar) else { continue }
-                let name = String(decoding: raw[line.lowerBound..<colon].map(HTTPBytes.lower), as: UTF8.self)
-                guard !Self.isNotForTrailers(name) else { continue }
-                let value = HTTPBytes.trimmed(raw, (colon + 1)..<line.upperBound)
-                fields.add(name: name, value: String(decoding: raw[value], as: UTF8.self))
-            }
+    /// A trailer field line of a chunked answer (checked by its framer) as an HTTP/2 field: the
+    /// name lowercased, the value trimmed.
+    static func trailerField(_ line: [UInt8]) -> (name: String, value: String) {
+        line.withUnsafeBytes { raw in
+            let colon = raw.firstIndex(of: HTTPBytes.colon) ?? raw.count
+            let name = String(decoding: raw[..<colon].map(HTTPBytes.lower), as: UTF8.self)
+            let value = HTTPBytes.trimmed(raw, min(colon + 1, raw.count)..<raw.count)
+            return (name, String(decoding: raw[value], as: UTF8.self))
         }
-        return fields
     }
 
     /// A field HTTP/2 forbids in any field section (RFC 9113 §8.2.2).
@@ -365,13 +352,10 @@ final class HTTP2ProxyStream {
         }
     }
 
-    /// A field not forwarded in trailers either way: message framing and routing, and the
-    /// connection-specific ones.
+    /// A field not forwarded in trailers either way (`TrailerRules`), and the connection-specific
+    /// ones.
     static func isNotForTrailers(_ name: String) -> Bool {
-        switch name {
-        case "content-length", "host", "te", "trailer": true
-        default: isConnectionSpecific(name)
-        }
+        TrailerRules.isDropped(name.utf8) || isConnectionSpecific(name)
     }
 
     /// Answer body bytes as the upstream sent them (still chunk-framed when chunked).
@@ -384,17 +368,22 @@ final class HTTP2ProxyStream {
         case .chunked(var framer):
             var data: ByteBuffer?
             let start = bytes.readerIndex
-            var trailer = answerTrailer
-            answerTrailer = []
+            var trailers = answerTrailers
+            answerTrailers = [:]
             let used = try? bytes.withUnsafeReadableBytes { raw in
-                try framer.consume(raw, data: { range in
-                    var slice = bytes.getSlice(at: start + range.lowerBound, length: range.count)!
-                    if data == nil { data = slice } else { data!.writeBuffer(&slice) }
-                }, trailer: { position in
-                    if trailer.count <= Self.maxTrailerBytes { trailer.append(raw[position]) }
-                })
+                try framer.consume(raw) { piece in
+                    switch piece {
+                    case .data(let range):
+                        var slice = bytes.getSlice(at: start + range.lowerBound, length: range.count)!
+                        if data == nil { data = slice } else { data!.writeBuffer(&slice) }
+                    case .trailerField(let line):
+                        let field = Self.trailerField(line)
+                        if !Self.isConnectionSpecific(field.name) { trailers.add(name: field.name, value: field.value) }
+                    case .verbatim, .sizeLine, .crlf:
+                        break
+                    }
+                }
             }
-            answerTrailer = trailer
             guard used != nil else {
                 // The upstream connection checked this framing already; should it differ, cut the
                 // answer off rather than guess.
@@ -402,11 +391,12 @@ final class HTTP2ProxyStream {
                 return
             }
             answer = framer.isDone ? .done : .chunked(framer)
-            let trailers = framer.isDone && answerTrailer.count <= Self.maxTrailerBytes ? Self.trailerFields(answerTrailer) : [:]
-            if data != nil || (framer.isDone && trailers.isEmpty) {
-                writeData(data ?? ByteBuffer(), endStream: framer.isDone && trailers.isEmpty)
+            if !framer.isDone { answerTrailers = trailers }
+            let endsWithTrailers = framer.isDone && !trailers.isEmpty
+            if data != nil || (framer.isDone && !endsWithTrailers) {
+                writeData(data ?? ByteBuffer(), endStream: framer.isDone && !endsWithTrailers)
             }
-            if !trailers.isEmpty {
+            if endsWithTrailers {
                 connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true))))
             }
         case .untilClose:
