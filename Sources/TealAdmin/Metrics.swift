@@ -13,9 +13,13 @@ public struct MetricsSnapshot: Sendable {
         public var answers: [UInt64]
         public var busyConnections: Int
         public var idleConnections: Int
+        /// Answers from the instance with bytes past their end (dropped; the connection closed).
+        public var answerOverruns: UInt64
 
-        public init(address: String, healthy: Bool, ejected: Bool, answers: [UInt64], busyConnections: Int, idleConnections: Int) {
+        public init(address: String, healthy: Bool, ejected: Bool, answers: [UInt64], busyConnections: Int, idleConnections: Int,
+                    answerOverruns: UInt64 = 0) {
             self.address = address
+            self.answerOverruns = answerOverruns
             self.healthy = healthy
             self.ejected = ejected
             self.answers = answers
@@ -154,6 +158,9 @@ public final class TealMetrics: Sendable {
                           labels, instance.healthy ? 1 : 0)
                     gauge("teal_instance_ejected", "1 while the instance is ejected by passive health checking.",
                           labels, instance.ejected ? 1 : 0)
+                    counter("teal_upstream_answer_overruns_total",
+                            "Answers from the instance with bytes past their end (a body on 204, 304 or HEAD, more than Content-Length, data after the last chunk): the bytes were dropped and the connection closed.",
+                            labels, instance.answerOverruns)
                     for (state, count) in [("busy", instance.busyConnections), ("idle", instance.idleConnections)] {
                         gauge("teal_upstream_connections", "Connections from Teal to the instance, busy (request in flight or connecting) or idle.",
                               labels + [("state", state)], Double(count))

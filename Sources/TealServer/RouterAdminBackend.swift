@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TealAdmin
 import TealConfig
 import TealCore
@@ -200,7 +201,8 @@ public struct RouterAdminBackend: AdminBackend {
                     let counts = connections[upstream.id]
                     return MetricsSnapshot.Instance(address: upstream.address.description, healthy: health?.isAvailable(at: now) ?? false,
                                                     ejected: health?.isEjected(at: now) ?? false, answers: upstream.answers.snapshot(),
-                                                    busyConnections: counts?.busy ?? 0, idleConnections: counts?.idle ?? 0)
+                                                    busyConnections: counts?.busy ?? 0, idleConnections: counts?.idle ?? 0,
+                                                    answerOverruns: upstream.answerOverruns.load(ordering: .relaxed))
                 }
                 pools.append(MetricsSnapshot.Pool(color: color, version: route.pool(color).version,
                                                   statistics: controller.statistics(route: route.name, pool: color) ?? PoolStatistics(),

@@ -151,6 +151,13 @@ final class RawConnection {
         }
     }
 
+    /// Reads every byte until the peer closes or the read times out.
+    func readRest() -> [UInt8] {
+        while (try? fill()) == true {}
+        defer { pending = [] }
+        return pending
+    }
+
     /// Reads raw bytes until at least `count` are there.
     func readBytes(_ count: Int) throws -> [UInt8] {
         while pending.count < count { guard try fill() else { throw RawError.closed } }
