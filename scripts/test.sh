@@ -11,8 +11,9 @@
 #   and pg_ctl of PostgreSQL 15 (postgresql; the cluster the package starts is not used);
 #   python3-venv makes the virtualenv below.
 # - PyPI, pinned, in a virtualenv at .build/test-venv: schemathesis, which SchemathesisTests runs
-#   against a live `teal serve`. The tests find it there, or at TEAL_SCHEMATHESIS, which this
-#   script sets.
+#   against a live `teal serve`, and h11, the strict HTTP/1.1 parser DifferentialFramingTests
+#   checks the proxy's forwarded bytes with. The tests find them there, or at TEAL_SCHEMATHESIS
+#   and TEAL_H11_PYTHON, which this script sets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +31,17 @@ if ((${#missing[@]})); then
 fi
 
 schemathesis_version=4.32.5
+h11_version=0.16.0
 venv=.build/test-venv
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version"; then
-    echo "installing schemathesis $schemathesis_version into $venv" >&2
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$schemathesis_version" \
+    || [ "$("$venv/bin/python" -c 'import h11; print(h11.__version__)' 2>/dev/null)" != "$h11_version" ]; then
+    echo "installing schemathesis $schemathesis_version and h11 $h11_version into $venv" >&2
     /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version" "h11==$h11_version"
 fi
 TEAL_SCHEMATHESIS="$(pwd)/$venv/bin/schemathesis"
-export TEAL_SCHEMATHESIS
+TEAL_H11_PYTHON="$(pwd)/$venv/bin/python"
+export TEAL_SCHEMATHESIS TEAL_H11_PYTHON
 
 if (($#)); then
     exec swift test "$@"

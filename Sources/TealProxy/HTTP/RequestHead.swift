@@ -279,7 +279,8 @@ struct RequestHead {
         classifyMethod(bytes)
         let targetStart = position + 1
         position = targetStart
-        while position < lineEnd, bytes[position] > 0x20, bytes[position] != 0x7F { position += 1 }
+        // Visible ASCII only (RFC 3986: a URI is ASCII; anything else arrives percent-encoded).
+        while position < lineEnd, bytes[position] > 0x20, bytes[position] < 0x7F { position += 1 }
         guard position > targetStart, position < lineEnd, bytes[position] == HTTPBytes.sp else { throw .badRequestLine }
         target = targetStart..<position
         let version = (position + 1)..<lineEnd

@@ -39,6 +39,8 @@ struct ResponseHead {
             status = status * 10 + Int(digit)
         }
         guard status >= 100 else { throw .badRequestLine }
+        // The reason phrase: HTAB, SP, VCHAR and obs-text only (RFC 9112 §4).
+        for position in 12..<lineEnd where !HTTPBytes.isFieldValueChar(bytes[position]) { throw .badRequestLine }
         head.status = status
         head.headers.start = lineEnd + 2
         var lineStart = head.headers.start
@@ -72,8 +74,9 @@ struct ResponseHead {
                 guard let value = HTTPBytes.parseContentLength(bytes, value), !sawLength || value == length else {
                     throw .invalidContentLength
                 }
-                if sawLength { head.headers.drop(line: index) }
-                if !sawLength && line.value.count > 1 && bytes[line.value.lowerBound] == UInt8(ascii: "0") {
+                // Content-Length on 1xx and 204 answers is not passed on (RFC 9110 §8.6).
+                if sawLength || status < 200 || status == 204 { head.headers.drop(line: index) }
+                if !sawLength && status >= 200 && status != 204 && line.value.count > 1 && bytes[line.value.lowerBound] == UInt8(ascii: "0") {
                     head.headers.drop(line: index)
                     head.canonicalContentLength = value
                 }
@@ -95,7 +98,8 @@ struct ResponseHead {
             if sawLength { throw .contentLengthWithTransferEncoding }
             if !head.isHTTP11 { throw .transferEncodingInHTTP10 }
             guard codings.verdict == .chunked else { throw .transferEncodingInvalid }
-            head.transferEncodingChunked = true
+            // Nor is Transfer-Encoding on 1xx and 204 answers (RFC 9112 §6.1).
+            head.transferEncodingChunked = status >= 200 && status != 204
         }
         if requestIsHead || status < 200 || status == 204 || status == 304 {
             head.framing = .none
