@@ -115,6 +115,7 @@ struct MetricsTests {
         #expect(value("teal_request_duration_seconds_bucket", ["route": "shop", "pool": "green", "le": "+Inf"]) == 10)
         #expect(value("teal_instance_healthy", blueLabels) == 1)
         #expect(value("teal_instance_ejected", greenLabels) == 0)
+        #expect(value("teal_upstream_answer_overruns_total", blueLabels) == 0)
         #expect(value("teal_upstream_connections", blueLabels.merging(["state": "idle"]) { $1 }) ?? 0 >= 1)
         #expect(value("teal_split_ratio", ["route": "shop", "pool": "blue"]) == 1)
         #expect(value("teal_release_state", ["route": "shop", "state": "rolled-back"]) == 1)
