@@ -186,6 +186,34 @@ func forwardedBody(_ parts: [[UInt8]], framing: BodyFraming = .chunked) -> (byte
         #expect(!response.forwarded.contains(name))
     }
 
+    // MARK: Found by the differential run against h11
+
+    @Test(arguments: ["GET /caf\u{E9} HTTP/1.1\r\nHost: h\r\n\r\n", "HEAD http://h?\u{80}q HTTP/1.0\r\nHost: h:8080\r\n\r\n"])
+    func nonASCIIRequestTargetsAreRefused(head: String) {
+        #expect(HeadFixture.requestError(head) == .badRequestLine)
+    }
+
+    @Test(arguments: ["HTTP/1.1 100 Contin\u{0B}ue\r\n\r\n", "HTTP/1.1 200 O\u{0}K\r\nContent-Length: 0\r\n\r\n",
+                      "HTTP/1.1 200 OK\u{7F}\r\nContent-Length: 0\r\n\r\n"])
+    func controlCharactersInReasonPhrasesAreRefused(head: String) {
+        #expect(HeadFixture.responseError(head) == .badRequestLine)
+    }
+
+    @Test func reasonPhrasesMayCarryObsText() throws {
+        #expect(try HeadFixture.response("HTTP/1.1 200 Gr\u{FC}\u{DF}e\t!\r\nContent-Length: 0\r\n\r\n").head.status == 200)
+    }
+
+    @Test func noFramingFieldsOnInterimOr204Answers() throws {
+        for framing in ["Content-Length: 0", "Transfer-Encoding: chunked"] {
+            let noContent = try HeadFixture.response("HTTP/1.1 204 No Content\r\n\(framing)\r\nX-A: 1\r\n\r\n")
+            #expect(noContent.forwarded == "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
+        }
+        let interim = try HeadFixture.response("HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\nLink: </a>\r\n\r\n")
+        #expect(interim.forwarded == "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        let notModified = try HeadFixture.response("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n")
+        #expect(notModified.forwarded == "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n")
+    }
+
     // MARK: 6. Where the authority comes from
 
     @Test func absoluteFormTargetReplacesHostAndGoesOnInOriginForm() throws {

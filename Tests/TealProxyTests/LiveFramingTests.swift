@@ -208,6 +208,21 @@ final class RecordingUpstream: @unchecked Sendable {
         await instance.stop()
     }
 
+    @Test("answers: Content-Length 0004 reaches the client as 4, underscore spellings of framing fields not at all")
+    func answerNumbersAndUnderscores() async throws {
+        let instance = try await RecordingUpstream { _ in
+            Array("HTTP/1.1 200 OK\r\nContent-Length: 0004\r\nContent_Length: 9\r\nTransfer_Encoding: chunked\r\n\r\nbody".utf8)
+        }
+        try await withProxy(instance.address) { fixture in
+            let connection = try fixture.connect()
+            try connection.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            let raw = String(decoding: connection.readRest(), as: UTF8.self)
+            #expect(raw.contains("\r\nContent-Length: 4\r\n") && raw.hasSuffix("\r\n\r\nbody"), "\(raw.debugDescription)")
+            #expect(!raw.contains("0004") && !raw.contains("_"))
+        }
+        await instance.stop()
+    }
+
     @Test("answers: a malformed chunk line cuts the answer off; its bytes never reach the client")
     func answerMalformedChunkLine() async throws {
         let instance = try await RecordingUpstream { _ in Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 x\r\nhello\r\n0\r\n\r\n".utf8) }
