@@ -47,9 +47,9 @@ if (($#)); then
     exec swift test "$@"
 fi
 # The whole suite runs in two passes: first everything but the tests that load the machine on
-# purpose (thousands of connections, a fuzzer, schemathesis, PostgreSQL clusters), in parallel;
+# purpose (thousands of connections, fuzzers, schemathesis, PostgreSQL clusters), in parallel;
 # then those, by themselves. Together they made timing checks of other tests fail (a 504 that
 # must come within a bound, a verdict that needs enough requests in a 1 s hold).
-heavy='SchemathesisTests|AdminRobustnessTests|OutsideNumbersTests|PostgresStateStoreTests|PostgresServeTests'
+heavy='SchemathesisTests|AdminRobustnessTests|OutsideNumbersTests|PostgresStateStoreTests|PostgresServeTests|DifferentialFramingTests'
 swift test --skip "$heavy"
 exec swift test --skip-build --filter "$heavy"

@@ -96,8 +96,8 @@ import Testing
         }
 
         var summary: String {
-            "requests forwarded \(requestsForwarded), request streams refused \(requestsRefused), answers forwarded \(answersForwarded), "
-                + "answers refused \(answersRefused), cases rewritten \(rewritten), overruns dropped \(overruns), disagreements \(disagreements)"
+            "requests forwarded \(requestsForwarded), request streams refused or cut short \(requestsRefused), answers forwarded \(answersForwarded), "
+                + "answers refused or cut short \(answersRefused), cases rewritten \(rewritten), overruns dropped \(overruns), disagreements \(disagreements)"
         }
     }
 }
