@@ -97,7 +97,11 @@ public enum StateStoreError: Error, Sendable, Equatable, CustomStringConvertible
 public protocol StateStore: Sendable {
     /// Everything stored, for start-up.
     func load() async throws(StateStoreError) -> StoredState
-    func saveRoute(_ record: RouteRecord) async throws(StateStoreError)
+    /// Saves a route's run-time state; returns the revision it was saved at (increasing over the
+    /// whole store with every route save, so replicas that share the store can tell newer state
+    /// from older; 0 from a store no other replica shares).
+    @discardableResult
+    func saveRoute(_ record: RouteRecord) async throws(StateStoreError) -> Int64
     /// Removes a route's run-time state (the route left the route files).
     func deleteRoute(_ name: String) async throws(StateStoreError)
     /// Saves a release: a record without `id` is inserted (and gets one), else updated when its
@@ -110,6 +114,33 @@ public protocol StateStore: Sendable {
     /// (latest by append order); returns how many went. Called now and then
     /// (`JournalPruneSchedule`), so it may scan up to `keepingLatest` entries, but no more.
     func pruneJournal(before cutoff: Date, keepingLatest: Int) async throws(StateStoreError) -> Int
+}
+
+/// A route's stored run-time state and the revision it was saved at.
+public struct StoredRoute: Sendable, Hashable {
+    public var record: RouteRecord
+    public var revision: Int64
+
+    public init(record: RouteRecord, revision: Int64) {
+        self.record = record
+        self.revision = revision
+    }
+}
+
+/// A store that several replicas share, telling each of the changes the others save: every
+/// route save is announced with its revision. A replica follows it to serve what any replica
+/// decided (a split, a release's pools, a promotion).
+public protocol StateChangeFeed: Sendable {
+    /// Every route's stored state with its revision.
+    func storedRoutes() async throws(StateStoreError) -> [StoredRoute]
+    /// One route's stored state, `nil` when none is stored.
+    func storedRoute(_ name: String) async throws(StateStoreError) -> StoredRoute?
+    /// Listens for changes on a connection of its own: calls `listening` once changes are
+    /// being delivered (anything saved before may have been missed: read it then), then
+    /// `changed(route, revision)` for every route save of any replica, in commit order. Returns
+    /// when the task is cancelled; throws when the connection is lost.
+    func followChanges(listening: @escaping @Sendable () async -> Void,
+                       changed: @escaping @Sendable (String, Int64) async -> Void) async throws
 }
 
 extension Route {

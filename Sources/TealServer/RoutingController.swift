@@ -26,6 +26,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         var greenLatency: CoreMetrics.Timer?
         /// The route as its file defines it (the basis of stored run-time state).
         var file: Route
+        /// The store revision of the state served (0 until saved or adopted at one).
+        var revision: Int64 = 0
     }
 
     private struct UpstreamKey: Hashable {
@@ -136,8 +138,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             summary.removed = current.map(\.route.name).filter { name in !files.contains { $0.name == name } }
             if let store {
                 do {
-                    for entry in entries where !summary.unchanged.contains(entry.route.name) {
-                        try await store.saveRoute(entry.route.record(file: entry.file, at: Date()))
+                    for index in entries.indices where !summary.unchanged.contains(entries[index].route.name) {
+                        entries[index].revision = try await store.saveRoute(entries[index].route.record(file: entries[index].file, at: Date()))
                     }
                     for name in summary.removed { try await store.deleteRoute(name) }
                 } catch {
@@ -262,7 +264,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     private func mutate(route name: String, persist: Bool = true,
                         _ change: (inout RouteState) throws(RoutingError) -> Void) async throws(RoutingError) {
         try await mutations.withLock { () async throws(RoutingError) in
-            let (index, entry) = try state.withLock { state throws(RoutingError) -> (Int, RouteState) in
+            var (index, entry) = try state.withLock { state throws(RoutingError) -> (Int, RouteState) in
                 guard let index = state.routes.firstIndex(where: { $0.route.name == name }) else { throw .unknownRoute(name) }
                 var entry = state.routes[index]
                 try change(&entry)
@@ -270,7 +272,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             }
             if persist, let store {
                 do {
-                    try await store.saveRoute(entry.route.record(file: entry.file, at: Date()))
+                    entry.revision = try await store.saveRoute(entry.route.record(file: entry.file, at: Date()))
                 } catch {
                     throw .stateNotSaved("\(error)")
                 }
@@ -278,6 +280,58 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             state.withLock { $0.routes[index] = entry }
             await publish()
         }
+    }
+
+    /// Serves `stored`, a route's state saved by another replica (or by this one), when it is
+    /// newer than what this replica serves and was made on the same route-file pools: split,
+    /// pools, a promotion (green's counters and rotation become blue's). Not saved again.
+    /// Returns whether anything changed.
+    @discardableResult
+    public func adopt(_ stored: StoredRoute) async -> Bool {
+        await mutations.withLock {
+            let adopted = state.withLock { state -> Bool in
+                guard let index = state.routes.firstIndex(where: { $0.route.name == stored.record.route }) else { return false }
+                var entry = state.routes[index]
+                guard stored.revision > entry.revision else { return false }
+                entry.revision = stored.revision
+                defer { state.routes[index] = entry }
+                guard let route = entry.file.applying(stored.record),
+                      route.blue != entry.route.blue || route.green != entry.route.green || route.split != entry.route.split else { return false }
+                if route.blue != entry.route.blue {
+                    if let green = entry.route.green, green == route.blue {
+                        swap(&entry.blueRecorder, &entry.greenRecorder)
+                        swap(&entry.blueRotation, &entry.greenRotation)
+                    } else {
+                        entry.blueRecorder = TrafficRecorder(shards: proxy.shardCount)
+                        entry.blueRotation = InstanceRotation()
+                    }
+                    entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
+                    entry.greenRotation = InstanceRotation()
+                } else if route.green != entry.route.green {
+                    entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
+                    entry.greenRotation = InstanceRotation()
+                }
+                if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }
+                entry.route.blue = route.blue
+                entry.route.green = route.green
+                entry.route.split = route.split
+                entry.health = PoolHealth(spec: entry.route.health, blue: route.blue.instances, green: route.pool(.green).instances,
+                                          keeping: entry.health)
+                return true
+            }
+            if adopted { await publish() }
+            return adopted
+        }
+    }
+
+    /// The store revision of the state a route is served with (0 when never saved or adopted).
+    public func revision(route name: String) -> Int64 {
+        state.withLock { state in state.routes.first { $0.route.name == name }?.revision ?? 0 }
+    }
+
+    /// The newest store revision this replica serves (over all routes).
+    public var servedRevision: Int64 {
+        state.withLock { state in state.routes.map(\.revision).max() ?? 0 }
     }
 
     /// The cumulative traffic counts of a route's pool.

@@ -95,7 +95,11 @@ public final class TealRouter: Sendable {
                                           store: store, retention: journalRetention, logger: logger)
         self.discovery = DNSDiscoveryService(controller: controller, releases: releases, proxy: proxy, drainTimeout: drainTimeout,
                                              resolver: resolver, logger: logger)
+        self.follower = (store as? any StateChangeFeed).map { StateFollower(feed: $0, controller: controller, logger: logger) }
     }
+
+    /// Follows the changes other replicas save, when the store is shared (PostgreSQL).
+    public let follower: StateFollower?
 
     /// Loads the routes at `options.routesPath` and builds a router for them (no state file).
     public convenience init(options: ServeOptions, logger: Logger = Logger(label: "teal")) throws(ConfigError) {
@@ -267,6 +271,7 @@ public final class TealRouter: Sendable {
     public func run(admin: AdminConfiguration? = nil) async throws {
         var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger), discovery,
                                        JournalPruning(releases: releases)]
+        if let follower { services.append(follower) }
         DescriptorBudget.prepare(proxyConnections: proxy.configuration.maxConnections,
                                  adminConnections: admin?.maxConnections ?? 0, logger: logger)
         if let admin {

@@ -143,7 +143,9 @@ public final class SQLiteStateStore: StateStore {
         }
     }
 
-    public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) {
+    /// One process holds the file, so no revision is kept: returns 0.
+    @discardableResult
+    public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) -> Int64 {
         let text = try StoredRecordText.encode(record)
         try await write { db in
             try db.execute(sql: """
@@ -151,6 +153,7 @@ public final class SQLiteStateStore: StateStore {
                 ON CONFLICT(name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at
                 """, arguments: [record.route, text, record.updatedAt.timeIntervalSince1970])
         }
+        return 0
     }
 
     public func deleteRoute(_ name: String) async throws(StateStoreError) {

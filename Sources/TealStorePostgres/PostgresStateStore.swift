@@ -102,7 +102,15 @@ public final class PostgresStateStore: StateStore {
             "CREATE INDEX teal_journal_by_route ON teal_journal (route, time)",
             "CREATE INDEX teal_journal_by_time ON teal_journal (time)",
         ]),
+        // Route saves get a revision from one sequence, and are announced (`changeChannel`).
+        ("v2", [
+            "CREATE SEQUENCE teal_revision",
+            "ALTER TABLE teal_routes ADD COLUMN revision bigint NOT NULL DEFAULT 0",
+        ]),
     ]
+
+    /// The NOTIFY channel of route saves; the payload is `<route> <revision>`.
+    static let changeChannel = "teal_routes"
 
     /// The advisory lock key that serialises migrations of one database (any fixed number works;
     /// this one spells "teal" in ASCII).
@@ -275,20 +283,39 @@ public final class PostgresStateStore: StateStore {
         }
     }
 
-    public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) {
+    @discardableResult
+    public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) -> Int64 {
         let text = try StoredRecordText.encode(record)
-        try await write { connection, logger in
-            _ = try await connection.query("""
-                INSERT INTO teal_routes (name, record, updated_at) VALUES (\(record.route), \(text), \(record.updatedAt.timeIntervalSince1970))
-                ON CONFLICT (name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at
+        return try await write { connection, logger in
+            let saved = try await connection.query("""
+                INSERT INTO teal_routes (name, record, updated_at, revision)
+                VALUES (\(record.route), \(text), \(record.updatedAt.timeIntervalSince1970), nextval('teal_revision'))
+                ON CONFLICT (name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at, revision = excluded.revision
+                RETURNING revision
                 """, logger: logger)
+            var revision: Int64 = 0
+            for try await value in saved.decode(Int64.self) { revision = value }
+            try await Self.announce(record.route, revision, on: connection, logger: logger)
+            return revision
         }
     }
 
     public func deleteRoute(_ name: String) async throws(StateStoreError) {
         try await write { connection, logger in
             _ = try await connection.query("DELETE FROM teal_routes WHERE name = \(name)", logger: logger)
+            var revision: Int64 = 0
+            for try await value in try await connection.query("SELECT nextval('teal_revision')", logger: logger).decode(Int64.self) {
+                revision = value
+            }
+            try await Self.announce(name, revision, on: connection, logger: logger)
         }
+    }
+
+    /// Tells the replicas that follow changes that `route` was saved (or deleted) at `revision`;
+    /// PostgreSQL delivers it when the transaction commits, in commit order.
+    private static func announce(_ route: String, _ revision: Int64, on connection: PostgresConnection, logger: Logger) async throws {
+        let rows = try await connection.query("SELECT 1 FROM pg_notify(\(changeChannel), \("\(route) \(revision)"))", logger: logger)
+        for try await _ in rows.decode(Int32.self) {}
     }
 
     public func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord {
@@ -376,6 +403,56 @@ public final class PostgresStateStore: StateStore {
                 """, logger: logger)
             for try await count in surplus.decode(Int64.self) { removed += Int(count) }
             return removed
+        }
+    }
+}
+
+extension PostgresStateStore: StateChangeFeed {
+    public func storedRoutes() async throws(StateStoreError) -> [StoredRoute] {
+        let database = configuration.description
+        return try await read { client, logger in
+            var routes: [StoredRoute] = []
+            let rows = try await client.query("SELECT name, record, revision FROM teal_routes", logger: logger)
+            for try await (name, text, revision) in rows.decode((String, String, Int64).self) {
+                routes.append(StoredRoute(record: try StoredRecordText.decode(RouteRecord.self, text, what: "route \(name)", store: database),
+                                          revision: revision))
+            }
+            return routes
+        }
+    }
+
+    public func storedRoute(_ name: String) async throws(StateStoreError) -> StoredRoute? {
+        let database = configuration.description
+        return try await read { client, logger in
+            let rows = try await client.query("SELECT record, revision FROM teal_routes WHERE name = \(name)", logger: logger)
+            for try await (text, revision) in rows.decode((String, Int64).self) {
+                return StoredRoute(record: try StoredRecordText.decode(RouteRecord.self, text, what: "route \(name)", store: database),
+                                   revision: revision)
+            }
+            return nil
+        }
+    }
+
+    public func followChanges(listening: @escaping @Sendable () async -> Void,
+                              changed: @escaping @Sendable (String, Int64) async -> Void) async throws {
+        let connection = try await PostgresConnection.connect(configuration: try configuration.connectionConfiguration(), id: 1, logger: logger)
+        do {
+            try await connection.listen(on: Self.changeChannel) { notifications in
+                await listening()
+                for try await notification in notifications {
+                    guard let space = notification.payload.lastIndex(of: " "),
+                          let revision = Int64(notification.payload[notification.payload.index(after: space)...]) else { continue }
+                    await changed(String(notification.payload[..<space]), revision)
+                }
+            }
+        } catch {
+            try? await connection.close()
+            if Task.isCancelled { return }
+            throw Self.storeError(error, configuration: configuration) { .unreadable(path: configuration.description, detail: $0) }
+        }
+        try? await connection.close()
+        if !Task.isCancelled {
+            throw StateStoreError.unreadable(path: configuration.description, detail: "the change feed connection was closed")
         }
     }
 }

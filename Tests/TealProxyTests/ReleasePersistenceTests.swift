@@ -14,7 +14,7 @@ final class SlowReleaseStore: StateStore {
     var insertCount: Int { inserts.withLock { $0 } }
 
     func load() async throws(StateStoreError) -> StoredState { StoredState() }
-    func saveRoute(_ record: RouteRecord) async throws(StateStoreError) {}
+    func saveRoute(_ record: RouteRecord) async throws(StateStoreError) -> Int64 { 0 }
     func deleteRoute(_ name: String) async throws(StateStoreError) {}
     func appendJournal(_ entry: JournalEntry) async throws(StateStoreError) {}
     func journal(route: String?, since: Date?, limit: Int) async throws(StateStoreError) -> [JournalEntry] { [] }

@@ -61,6 +61,47 @@ struct PostgresStateStoreTests {
         }
     }
 
+    @Test("change feed: every route save of another store is announced with its increasing revision; storedRoute reads it back")
+    func changeFeed() async throws {
+        try await PostgresCluster.with { cluster in
+            let configuration = try await Self.database(cluster)
+            let writer = try await PostgresStateStore.open(configuration)
+            let follower = try await PostgresStateStore.open(configuration)
+            let heard = AsyncStream<(String, Int64)>.makeStream()
+            let listening = AsyncStream<Void>.makeStream()
+            let following = Task {
+                try await follower.followChanges(listening: { listening.continuation.yield() },
+                                                 changed: { heard.continuation.yield(($0, $1)) })
+            }
+            var ready = listening.stream.makeAsyncIterator()
+            _ = await ready.next()
+            var record = RouteRecord(route: "shop", split: Split(blue: 1, green: 0)!, blue: StateStoreContract.blue, green: nil,
+                                     fileBlue: StateStoreContract.blue, fileGreen: nil, updatedAt: Date())
+            var revisions: [Int64] = []
+            for blue in 1...3 {
+                record.split = Split(blue: blue, green: 0)!
+                revisions.append(try await writer.saveRoute(record))
+            }
+            #expect(revisions == revisions.sorted() && Set(revisions).count == 3 && revisions[0] > 0)
+            var iterator = heard.stream.makeAsyncIterator()
+            var announced: [Int64] = []
+            for _ in 0..<3 {
+                let (route, revision) = try #require(await iterator.next())
+                #expect(route == "shop")
+                announced.append(revision)
+            }
+            #expect(announced == revisions)
+            let stored = try #require(try await follower.storedRoute("shop"))
+            #expect(stored.revision == revisions.last && stored.record.split == Split(blue: 3, green: 0)!)
+            #expect(try await follower.storedRoutes().map(\.revision) == [revisions.last!])
+            #expect(try await follower.storedRoute("none") == nil)
+            following.cancel()
+            _ = await following.result
+            await writer.close()
+            await follower.close()
+        }
+    }
+
     @Test("eight stores opening one new database at once migrate it once, and all work")
     func concurrentMigrations() async throws {
         try await PostgresCluster.with { cluster in
@@ -76,7 +117,7 @@ struct PostgresStateStoreTests {
             #expect(try await stores[0].journal(route: "shop", since: nil, limit: 100).count == 8)
             for store in stores { await store.close() }
             let migrations = try await cluster.psql("SELECT id FROM teal_schema_migrations ORDER BY id", database: "teal")
-            #expect(migrations.split(separator: "\n") == ["v1"])
+            #expect(migrations.split(separator: "\n") == ["v1", "v2"])
         }
     }
 

@@ -1,0 +1,114 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TealCore
+
+/// Keeps a replica on the route state that any replica saves to a shared store: it listens to
+/// the store's change feed and serves each announced route save (reading the route's stored
+/// state, then `RoutingController.adopt`), and reads everything again every `resyncInterval` and
+/// whenever the feed (re)connects, so a missed announcement or an outage cannot leave the
+/// replica on stale state. The store is never on the request path: while it is away the replica
+/// serves what it has, and the feed reconnects with backoff (100 ms doubling to 5 s).
+public final class StateFollower: Service, Sendable {
+    private struct Status {
+        var up = false
+        var outageLogged = false
+    }
+
+    private let feed: any StateChangeFeed
+    private let controller: RoutingController
+    private let resyncInterval: Duration
+    private let logger: Logger
+    private let status = Mutex(Status())
+
+    public init(feed: any StateChangeFeed, controller: RoutingController, resyncInterval: Duration = .seconds(5),
+                logger: Logger = Logger(label: "teal.state")) {
+        self.feed = feed
+        self.controller = controller
+        self.resyncInterval = resyncInterval
+        self.logger = logger
+    }
+
+    /// Whether the change feed is connected now.
+    public var isUp: Bool { status.withLock { $0.up } }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.follow() }
+                group.addTask { await self.resyncPeriodically() }
+            }
+        }
+    }
+
+    private func follow() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await feed.followChanges(listening: { [self] in
+                    connected()
+                    await resync()
+                }, changed: { [self] route, revision in
+                    await fetch(route: route, revision: revision)
+                })
+            } catch {
+                lost(error)
+            }
+            if status.withLock({ $0.up }) { backoff = .milliseconds(100) }
+            status.withLock { $0.up = false }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    private func resyncPeriodically() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: resyncInterval)
+            if !Task.isCancelled { await resync() }
+        }
+    }
+
+    private func connected() {
+        let wasDown = status.withLock { status -> Bool in
+            defer { status.up = true; status.outageLogged = false }
+            return status.outageLogged
+        }
+        if wasDown { logger.notice("state change feed connected again; catching up") }
+    }
+
+    private func lost(_ error: any Error) {
+        let first = status.withLock { status -> Bool in
+            defer { status.outageLogged = true }
+            return !status.outageLogged
+        }
+        if first { logger.warning("state change feed lost; serving the last state while reconnecting", metadata: ["cause": "\(error)"]) }
+    }
+
+    /// Serves the stored state of `route` when the announced revision is newer than what this
+    /// replica serves (its own saves are not read back).
+    private func fetch(route: String, revision: Int64) async {
+        guard revision > controller.revision(route: route) else { return }
+        do {
+            if let stored = try await feed.storedRoute(route) { await adopt(stored) }
+        } catch {
+            logger.warning("cannot read the state of a changed route; the next resync retries", metadata: ["route": "\(route)", "cause": "\(error)"])
+        }
+    }
+
+    /// Reads every route's stored state and serves what is newer.
+    public func resync() async {
+        do {
+            for stored in try await feed.storedRoutes() { await adopt(stored) }
+        } catch {
+            logger.debug("state resync failed", metadata: ["cause": "\(error)"])
+        }
+    }
+
+    private func adopt(_ stored: StoredRoute) async {
+        if await controller.adopt(stored) {
+            logger.info("serving route state saved by a replica", metadata: [
+                "route": "\(stored.record.route)", "revision": "\(stored.revision)", "split": "\(stored.record.split)",
+            ])
+        }
+    }
+}
