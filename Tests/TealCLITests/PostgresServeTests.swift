@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 import TealAdmin
 import TealTestSupport
@@ -37,6 +40,56 @@ struct PostgresServeTests {
                 #expect(first.filter { $0 == "blue" }.count == 2 && first.filter { $0 == "green" }.count == 6, "\(first)")
                 #expect(router.server.log.contains("state in PostgreSQL") && router.server.log.contains("route state restored"),
                         "\(router.server.log)")
+            }
+        }
+    }
+
+    /// Another `teal serve` on the routes and state of `router` (its own ports).
+    static func replica(of router: ServedRouter, state: String) async throws -> (process: TealProcess, admin: Int, proxy: Int) {
+        let proxy = try freePort(), admin = try freePort()
+        let process = try TealProcess(["serve", "--routes", router.directory.path, "--listen", "127.0.0.1:\(proxy)",
+                                       "--admin", "127.0.0.1:\(admin)", "--state", state, "--threads", "1"])
+        try await process.waitUntilServing(port: admin)
+        try await process.waitUntilListening(port: proxy)
+        return (process, admin, proxy)
+    }
+
+    @Test("three replicas on one database: splits set through replica 1 are served by replicas 2 and 3 within 100 ms (median of 20)")
+    func splitPropagates() async throws {
+        try await PostgresCluster.with(password: "pw") { cluster in
+            try await cluster.createDatabase("teal")
+            let state = cluster.url(database: "teal", withPassword: true)
+            try await ServedRouter.with(state: state) { first in
+                let replicas = [try await Self.replica(of: first, state: state), try await Self.replica(of: first, state: state)]
+                defer { for replica in replicas { replica.process.send(SIGKILL) } }
+                let writer = try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil)
+                let readers = try replicas.map { try AdminClient(address: "127.0.0.1:\($0.admin)", token: nil) }
+                var delays: [Duration] = []
+                for change in 1...20 {
+                    let split = SplitBody(blue: change % 4, green: 1 + change % 3)
+                    let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: split)
+                    let start = ContinuousClock.now
+                    for reader in readers {
+                        while true {
+                            let view: RouteView = try await reader.send("GET", "/v1/routes/shop")
+                            if view.split == split { break }
+                            try #require(ContinuousClock.now - start < .seconds(10), "replica still serves \(view.split), not \(split)")
+                            try await Task.sleep(for: .milliseconds(2))
+                        }
+                    }
+                    delays.append(ContinuousClock.now - start)
+                }
+                let sorted = delays.sorted()
+                print("split propagation to two replicas, 20 changes: median \(sorted[sorted.count / 2]), max \(sorted.last!)")
+                #expect(sorted[sorted.count / 2] < .milliseconds(100), "propagation delays \(sorted)")
+                #expect(sorted.last! < .seconds(1), "propagation delays \(sorted)")
+                // The data plane of a follower routes by it: 0/1 sends everything to green.
+                let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 0, green: 1))
+                try await Task.sleep(for: .milliseconds(300))
+                for replica in replicas {
+                    let (data, _) = try await URLSession(configuration: .ephemeral).data(from: URL(string: "http://127.0.0.1:\(replica.proxy)/")!)
+                    #expect(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "green")
+                }
             }
         }
     }
