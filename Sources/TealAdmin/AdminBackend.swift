@@ -60,6 +60,8 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func badRequest(_ message: String) -> AdminError { AdminError(status: 400, message: message) }
     public static func notFound(_ message: String) -> AdminError { AdminError(status: 404, message: message) }
     public static func conflict(_ message: String) -> AdminError { AdminError(status: 409, message: message) }
+    /// The change could not be made durable (the state store is away): nothing changed; try again.
+    public static func unavailable(_ message: String) -> AdminError { AdminError(status: 503, message: message) }
 
     public var description: String { code == 0 ? message : "\(code): \(message)" }
 }

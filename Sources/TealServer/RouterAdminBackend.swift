@@ -32,6 +32,8 @@ public struct RouterAdminBackend: AdminBackend {
             }
         } catch .unknownRoute(let name) {
             throw .notFound("no route named \(name)")
+        } catch .stateNotSaved(let detail) {
+            throw .unavailable("the split was not changed: the state store cannot save it: \(detail)")
         } catch {
             throw .badRequest(error.description)
         }
@@ -219,6 +221,7 @@ public struct RouterAdminBackend: AdminBackend {
         case .unknownRoute(let name): .notFound("no route named \(name)")
         case .noRelease(let name): .conflict("route \(name) has no release")
         case .alreadyRunning, .refused: .conflict(error.description)
+        case .routing(.stateNotSaved(let detail)): .unavailable("not done: the state store cannot save it: \(detail)")
         case .routing(let routing): .badRequest(routing.description)
         }
     }

@@ -94,6 +94,57 @@ struct PostgresServeTests {
         }
     }
 
+    @Test("PostgreSQL stopped under load: both replicas serve on with zero failed requests, a split write answers 503 naming the store; back: the other replica catches up")
+    func databaseAway() async throws {
+        try await PostgresCluster.with(password: "pw") { cluster in
+            try await cluster.createDatabase("teal")
+            let state = cluster.url(database: "teal", withPassword: true)
+            try await ServedRouter.with(state: state) { first in
+                let second = try await Self.replica(of: first, state: state)
+                defer { second.process.send(SIGKILL) }
+                let writer = try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil)
+                let reader = try AdminClient(address: "127.0.0.1:\(second.admin)", token: nil)
+                let loads = [first.load(clients: 2), Load(url: URL(string: "http://127.0.0.1:\(second.proxy)/")!, clients: 2)]
+
+                try await cluster.pause()
+                do {
+                    let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 1, green: 1))
+                    Issue.record("a split was accepted with the database away")
+                } catch let error as AdminError {
+                    #expect(error.code == 503 && error.message.contains("state store"), "\(error)")
+                }
+                let unchanged: RouteView = try await reader.send("GET", "/v1/routes/shop")
+                #expect(unchanged.split == SplitBody(blue: 1, green: 0))
+                try await Task.sleep(for: .seconds(1))
+                try await cluster.resume()
+
+                // Back: the write goes through, and the other replica (its feed reconnected) serves it.
+                var written = false
+                for _ in 0..<40 where !written {
+                    do {
+                        let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 1, green: 2))
+                        written = true
+                    } catch {
+                        try await Task.sleep(for: .milliseconds(250))
+                    }
+                }
+                #expect(written)
+                let start = ContinuousClock.now
+                while ContinuousClock.now - start < .seconds(15) {
+                    let view: RouteView = try await reader.send("GET", "/v1/routes/shop")
+                    if view.split == SplitBody(blue: 1, green: 2) { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let caughtUp: RouteView = try await reader.send("GET", "/v1/routes/shop")
+                #expect(caughtUp.split == SplitBody(blue: 1, green: 2), "caught up after \(ContinuousClock.now - start)")
+                var counts: [String: Int] = [:]
+                for load in loads { counts.merge(await load.stop(), uniquingKeysWith: +) }
+                #expect(counts.keys.allSatisfy { $0 != "0" && !$0.hasPrefix("5") }, "\(counts)")
+                #expect((counts["200"] ?? 0) > 100, "\(counts)")
+            }
+        }
+    }
+
     @Test("no database server, a wrong password, a newer schema: teal serve exits 2 naming host, port, database and the cause")
     func startupRefused() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("teal-pg-cli-\(UUID().uuidString)")

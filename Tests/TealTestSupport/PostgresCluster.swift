@@ -87,6 +87,18 @@ public final class PostgresCluster: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Stops the server (fast) and keeps its data, for `resume()`: the database goes away under
+    /// the replicas that use it.
+    public func pause() async throws {
+        try await pgctl(["-m", "fast", "-w", "-t", "30", "stop"])
+    }
+
+    /// Starts the server again on the same port and data.
+    public func resume() async throws {
+        try await pgctl(["-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "30", "-o",
+                         "-c listen_addresses=127.0.0.1 -p \(port) -k \(directory.path) -c fsync=off", "start"])
+    }
+
     /// Creates database `name` (owned by `teal`).
     public func createDatabase(_ name: String) async throws {
         _ = try await psql("CREATE DATABASE \"\(name)\"", database: "postgres")
