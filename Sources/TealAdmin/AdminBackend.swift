@@ -21,6 +21,37 @@ public protocol AdminBackend: Sendable {
     func reload(by who: String) async throws(AdminError) -> ReloadSummary
     /// The Prometheus text exposition of the router's metrics.
     func metrics() async -> [UInt8]
+    /// The replicas sharing this one's state store (this one alone with a state file).
+    func replicas() async throws(AdminError) -> [ReplicaView]
+}
+
+/// One replica, as `GET /v1/replicas` shows it.
+public struct ReplicaView: Codable, Sendable, Equatable {
+    public var id: String
+    /// Its admin API, `host:port`.
+    public var admin: String
+    /// Whether it is the replica that answers this request.
+    public var current: Bool
+    /// The newest state store revision it serves.
+    public var revision: Int64
+    /// How many revisions it is behind the store's newest.
+    public var lag: Int64
+    /// Routes whose release it runs.
+    public var drives: [String]
+    public var startedAt: Date
+    /// Seconds since it last reported itself to the store.
+    public var seenSecondsAgo: Double
+
+    public init(id: String, admin: String, current: Bool, revision: Int64, lag: Int64, drives: [String], startedAt: Date, seenSecondsAgo: Double) {
+        self.id = id
+        self.admin = admin
+        self.current = current
+        self.revision = revision
+        self.lag = lag
+        self.drives = drives
+        self.startedAt = startedAt
+        self.seenSecondsAgo = seenSecondsAgo
+    }
 }
 
 /// Alertmanager's webhook payload (the fields Teal reads).

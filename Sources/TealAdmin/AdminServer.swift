@@ -70,6 +70,7 @@ public enum AdminServer {
         ("/v1/events", [.get]),
         ("/v1/reload", [.post]),
         ("/v1/alerts", [.post]),
+        ("/v1/replicas", [.get]),
     ]
 
     public static func router(backend: any AdminBackend, token: String?, routeLabel: String = defaultRouteLabel) -> Router<BasicRequestContext> {
@@ -86,6 +87,7 @@ public enum AdminServer {
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: openAPIDocument)))
         }
         v1.get("routes") { _, _ in try json(backend.routes()) }
+        v1.get("replicas") { _, _ in try json(try await backend.replicas()) }
         v1.get("routes/:route") { _, context in
             let name = try context.parameters.require("route")
             guard let route = backend.route(named: name) else { throw AdminError.notFound("no route named \(name)") }

@@ -58,12 +58,30 @@ public struct MetricsSnapshot: Sendable {
         }
     }
 
+    /// The state store as this replica sees it.
+    public struct Store: Sendable {
+        /// The newest store revision served (0 for a store no other replica shares).
+        public var revision: Int64
+        /// Whether the store is reachable (for a shared store: its change feed is connected).
+        public var up: Bool
+        /// The routes whose release this replica runs.
+        public var drives: [String]
+
+        public init(revision: Int64, up: Bool, drives: [String]) {
+            self.revision = revision
+            self.up = up
+            self.drives = drives
+        }
+    }
+
     public var routes: [Route]
     public var clientConnections: Int
+    public var store: Store?
 
-    public init(routes: [Route], clientConnections: Int) {
+    public init(routes: [Route], clientConnections: Int, store: Store? = nil) {
         self.routes = routes
         self.clientConnections = clientConnections
+        self.store = store
     }
 }
 
@@ -128,6 +146,15 @@ public final class TealMetrics: Sendable {
         }
         live.makeGauge(descriptor: Self.descriptor("teal_client_connections", "Client connections open now."))
             .set(Double(snapshot.clientConnections))
+        if let store = snapshot.store {
+            gauge("teal_state_revision", "The newest state store revision this replica serves (0 with a SQLite state file).", [], Double(store.revision))
+            gauge("teal_state_store_up", "1 while the state store is reachable (PostgreSQL: this replica's change feed is connected).", [],
+                  store.up ? 1 : 0)
+            for route in snapshot.routes {
+                gauge("teal_release_driver", "1 for the routes whose release this replica runs now.", [("route", route.name)],
+                      store.drives.contains(route.name) ? 1 : 0)
+            }
+        }
         for route in snapshot.routes {
             let routeLabel = ("route", route.name)
             let total = Double(max(1, route.split.blue + route.split.green))

@@ -143,6 +143,40 @@ public protocol StateChangeFeed: Sendable {
                        changed: @escaping @Sendable (String, Int64) async -> Void) async throws
 }
 
+/// One `teal serve` that shares a store with others, as it last reported itself.
+public struct ReplicaRecord: Sendable, Hashable, Codable {
+    /// Made at start-up, unique per process.
+    public var id: String
+    /// Its admin API (`host:port`), or empty without one.
+    public var admin: String
+    /// The newest store revision it serves.
+    public var revision: Int64
+    /// The routes whose release it runs.
+    public var drives: [String]
+    public var startedAt: Date
+    /// When it last reported (by the store's clock).
+    public var seenAt: Date
+
+    public init(id: String, admin: String, revision: Int64, drives: [String], startedAt: Date, seenAt: Date = Date()) {
+        self.id = id
+        self.admin = admin
+        self.revision = revision
+        self.drives = drives
+        self.startedAt = startedAt
+        self.seenAt = seenAt
+    }
+}
+
+/// A store that knows the replicas using it: each reports itself every second or so.
+public protocol ReplicaRegistry: Sendable {
+    /// Records `replica` as alive now (the store's clock sets `seenAt`).
+    func report(_ replica: ReplicaRecord) async throws(StateStoreError)
+    /// The replicas seen within `window`, and the store's newest route revision.
+    func replicas(seenWithin window: Duration) async throws(StateStoreError) -> (replicas: [ReplicaRecord], latestRevision: Int64)
+    /// Removes a replica (it shuts down).
+    func forget(replica id: String) async throws(StateStoreError)
+}
+
 extension Route {
     /// This route (as its file defines it) with the run-time state of `record` applied: split and
     /// pools. `nil` when the record was written on other file pools (the file was edited since:

@@ -176,6 +176,11 @@ public final class ReleaseController: Sendable {
         try await run.send(event)
     }
 
+    /// The routes whose release this process runs now (not ended).
+    public var drivenRoutes: [String] {
+        runs.withLock { runs in runs.filter { !$0.value.state.isFinal }.keys.sorted() }
+    }
+
     /// The release state of a route, if it ever had a release.
     public func state(route: String) -> RolloutMachine.State? {
         runs.withLock { $0[route] }?.state

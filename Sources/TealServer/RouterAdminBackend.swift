@@ -213,7 +213,32 @@ public struct RouterAdminBackend: AdminBackend {
             routes.append(MetricsSnapshot.Route(name: route.name, split: route.split,
                                                 release: router.releases.state(route: route.name)?.name, pools: pools))
         }
-        return router.metrics.render(MetricsSnapshot(routes: routes, clientConnections: router.proxy.clientConnectionCount))
+        let store = MetricsSnapshot.Store(revision: router.controller.servedRevision, up: router.follower?.isUp ?? true,
+                                          drives: router.releases.drivenRoutes)
+        return router.metrics.render(MetricsSnapshot(routes: routes, clientConnections: router.proxy.clientConnectionCount, store: store))
+    }
+
+    public func replicas() async throws(AdminError) -> [ReplicaView] {
+        let now = Date()
+        guard let follower = router.follower, let registry = router.store as? any ReplicaRegistry else {
+            // A state file: this replica alone.
+            return [ReplicaView(id: "local", admin: "", current: true, revision: router.controller.servedRevision, lag: 0,
+                                drives: router.releases.drivenRoutes, startedAt: router.startedAt, seenSecondsAgo: 0)]
+        }
+        let listed: (replicas: [ReplicaRecord], latestRevision: Int64)
+        do {
+            listed = try await registry.replicas(seenWithin: StateFollower.replicaTimeout)
+        } catch {
+            throw .unavailable("the replicas cannot be listed: \(error)")
+        }
+        var records = listed.replicas
+        // This replica is listed even before its first report reached the store.
+        if !records.contains(where: { $0.id == follower.replicaID }) { records.append(follower.record) }
+        return records.map { record in
+            ReplicaView(id: record.id, admin: record.admin, current: record.id == follower.replicaID, revision: record.revision,
+                        lag: max(0, listed.latestRevision - record.revision), drives: record.drives, startedAt: record.startedAt,
+                        seenSecondsAgo: max(0, now.timeIntervalSince(record.seenAt)))
+        }
     }
 
     private func map(_ error: ReleaseError) -> AdminError {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -20,13 +21,35 @@ public final class StateFollower: Service, Sendable {
     private let resyncInterval: Duration
     private let logger: Logger
     private let status = Mutex(Status())
+    /// This replica as it reports itself to the store (`ReplicaRegistry`) every `reportInterval`.
+    public let replicaID: String
+    private let startedAt = Date()
+    private let adminAddress = Mutex("")
+    private let drives: @Sendable () -> [String]
+    static let reportInterval = Duration.seconds(1)
+    /// A replica not heard from for this long is not listed any more.
+    public static let replicaTimeout = Duration.seconds(5)
 
+    /// `drives` tells which routes' releases this replica runs.
     public init(feed: any StateChangeFeed, controller: RoutingController, resyncInterval: Duration = .seconds(5),
-                logger: Logger = Logger(label: "teal.state")) {
+                drives: @escaping @Sendable () -> [String] = { [] }, logger: Logger = Logger(label: "teal.state")) {
         self.feed = feed
         self.controller = controller
         self.resyncInterval = resyncInterval
+        self.drives = drives
         self.logger = logger
+        replicaID = String(UUID().uuidString.lowercased().prefix(13))
+    }
+
+    /// The admin API address this replica reports (`host:port`).
+    public func setAdminAddress(_ address: String) {
+        adminAddress.withLock { $0 = address }
+    }
+
+    /// This replica's record as it reports it now.
+    public var record: ReplicaRecord {
+        ReplicaRecord(id: replicaID, admin: adminAddress.withLock { $0 }, revision: controller.servedRevision, drives: drives(),
+                      startedAt: startedAt)
     }
 
     /// Whether the change feed is connected now.
@@ -37,7 +60,17 @@ public final class StateFollower: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.follow() }
                 group.addTask { await self.resyncPeriodically() }
+                group.addTask { await self.reportPeriodically() }
             }
+        }
+        try? await (feed as? any ReplicaRegistry)?.forget(replica: replicaID)
+    }
+
+    private func reportPeriodically() async {
+        guard let registry = feed as? any ReplicaRegistry else { return }
+        while !Task.isCancelled {
+            try? await registry.report(record)
+            try? await Task.sleep(for: Self.reportInterval)
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -57,7 +58,9 @@ public final class TealRouter: Sendable {
     public let routesPath: String?
     /// How long removed instances and old pools may take to finish their requests.
     let drainTimeout: Duration
-    private let store: (any StateStore)?
+    let store: (any StateStore)?
+    /// When this router was made.
+    public let startedAt = Date()
     /// The lock on the state file (with a state file).
     let stateLock: StateLock?
     /// The pid of the `teal serve` this one takes over from.
@@ -95,7 +98,10 @@ public final class TealRouter: Sendable {
                                           store: store, retention: journalRetention, logger: logger)
         self.discovery = DNSDiscoveryService(controller: controller, releases: releases, proxy: proxy, drainTimeout: drainTimeout,
                                              resolver: resolver, logger: logger)
-        self.follower = (store as? any StateChangeFeed).map { StateFollower(feed: $0, controller: controller, logger: logger) }
+        let releases = self.releases
+        self.follower = (store as? any StateChangeFeed).map {
+            StateFollower(feed: $0, controller: controller, drives: { releases.drivenRoutes }, logger: logger)
+        }
     }
 
     /// Follows the changes other replicas save, when the store is shared (PostgreSQL).
@@ -275,6 +281,7 @@ public final class TealRouter: Sendable {
         DescriptorBudget.prepare(proxyConnections: proxy.configuration.maxConnections,
                                  adminConnections: admin?.maxConnections ?? 0, logger: logger)
         if let admin {
+            follower?.setAdminAddress(admin.host.contains(":") ? "[\(admin.host)]:\(admin.port)" : "\(admin.host):\(admin.port)")
             let backend = RouterAdminBackend(router: self), logger = self.logger
             try admin.validate()
             // Taking over, the predecessor holds the admin port until it starts draining.

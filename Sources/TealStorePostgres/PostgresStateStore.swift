@@ -107,6 +107,19 @@ public final class PostgresStateStore: StateStore {
             "CREATE SEQUENCE teal_revision",
             "ALTER TABLE teal_routes ADD COLUMN revision bigint NOT NULL DEFAULT 0",
         ]),
+        // The replicas using the database, as each last reported itself.
+        ("v3", [
+            """
+            CREATE TABLE teal_replicas (
+                id text PRIMARY KEY,
+                admin text NOT NULL,
+                revision bigint NOT NULL,
+                drives text NOT NULL,
+                started_at double precision NOT NULL,
+                seen_at double precision NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// The NOTIFY channel of route saves; the payload is `<route> <revision>`.
@@ -453,6 +466,49 @@ extension PostgresStateStore: StateChangeFeed {
         try? await connection.close()
         if !Task.isCancelled {
             throw StateStoreError.unreadable(path: configuration.description, detail: "the change feed connection was closed")
+        }
+    }
+}
+
+extension PostgresStateStore: ReplicaRegistry {
+    public func report(_ replica: ReplicaRecord) async throws(StateStoreError) {
+        let drives = try StoredRecordText.encode(replica.drives)
+        try await write { connection, logger in
+            _ = try await connection.query("""
+                INSERT INTO teal_replicas (id, admin, revision, drives, started_at, seen_at)
+                VALUES (\(replica.id), \(replica.admin), \(replica.revision), \(drives), \(replica.startedAt.timeIntervalSince1970),
+                        extract(epoch FROM clock_timestamp())::double precision)
+                ON CONFLICT (id) DO UPDATE SET admin = excluded.admin, revision = excluded.revision, drives = excluded.drives,
+                                               seen_at = excluded.seen_at
+                """, logger: logger)
+        }
+    }
+
+    public func replicas(seenWithin window: Duration) async throws(StateStoreError) -> (replicas: [ReplicaRecord], latestRevision: Int64) {
+        let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
+        let database = configuration.description
+        return try await read { client, logger in
+            var replicas: [ReplicaRecord] = []
+            let rows = try await client.query("""
+                SELECT id, admin, revision, drives, started_at, seen_at FROM teal_replicas
+                WHERE seen_at > extract(epoch FROM clock_timestamp())::double precision - \(seconds) ORDER BY started_at, id
+                """, logger: logger)
+            for try await (id, admin, revision, drives, started, seen) in rows.decode((String, String, Int64, String, Double, Double).self) {
+                replicas.append(ReplicaRecord(id: id, admin: admin, revision: revision,
+                                              drives: try StoredRecordText.decode([String].self, drives, what: "replica \(id)", store: database),
+                                              startedAt: Date(timeIntervalSince1970: started), seenAt: Date(timeIntervalSince1970: seen)))
+            }
+            var latest: Int64 = 0
+            for try await value in try await client.query("SELECT coalesce(max(revision), 0)::bigint FROM teal_routes", logger: logger).decode(Int64.self) {
+                latest = value
+            }
+            return (replicas, latest)
+        }
+    }
+
+    public func forget(replica id: String) async throws(StateStoreError) {
+        try await write { connection, logger in
+            _ = try await connection.query("DELETE FROM teal_replicas WHERE id = \(id)", logger: logger)
         }
     }
 }

@@ -78,6 +78,26 @@ struct RoutesCommand: AsyncParsableCommand {
     }
 }
 
+struct ReplicasCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replicas",
+        abstract: "List the teal serve replicas sharing this one's state (PostgreSQL): admin address, revision served, lag, releases run.")
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let replicas: [ReplicaView]
+        do { replicas = try await options.client().send("GET", "/v1/replicas") } catch let error as AdminError { throw fail(error) }
+        if options.json { printJSON(replicas); return }
+        print("REPLICA        ADMIN                  REVISION  LAG    SEEN   DRIVES")
+        for replica in replicas {
+            let name = replica.id + (replica.current ? "*" : "")
+            print([name.padding(14), (replica.admin.isEmpty ? "-" : replica.admin).padding(22), "\(replica.revision)".padding(9),
+                   "\(replica.lag)".padding(6), String(format: "%.1fs", replica.seenSecondsAgo).padding(6),
+                   replica.drives.isEmpty ? "-" : replica.drives.joined(separator: ",")].joined(separator: " "))
+        }
+    }
+}
+
 struct SplitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "split", abstract: "Set a route's split by hand, e.g. teal split shop 2/4.")
     @OptionGroup var options: ClientOptions

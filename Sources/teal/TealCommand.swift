@@ -15,7 +15,7 @@ struct TealCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "teal",
         abstract: "Teal: a blue-green traffic router.",
-        subcommands: [Serve.self, DemoCommand.self, DemoBackendCommand.self, RoutesCommand.self, SplitCommand.self, RolloutCommand.self,
+        subcommands: [Serve.self, DemoCommand.self, DemoBackendCommand.self, RoutesCommand.self, ReplicasCommand.self, SplitCommand.self, RolloutCommand.self,
                       EventsCommand.self, ReloadCommand.self])
 }
 

@@ -83,6 +83,25 @@ struct PostgresServeTests {
                 print("split propagation to two replicas, 20 changes: median \(sorted[sorted.count / 2]), max \(sorted.last!)")
                 #expect(sorted[sorted.count / 2] < .milliseconds(100), "propagation delays \(sorted)")
                 #expect(sorted.last! < .seconds(1), "propagation delays \(sorted)")
+                // Every replica lists the three, each serving the newest revision (as reported
+                // within a second).
+                var listed: [ReplicaView] = try await readers[1].send("GET", "/v1/replicas")
+                let reported = ContinuousClock.now
+                while !listed.allSatisfy({ $0.lag == 0 }) && ContinuousClock.now - reported < .seconds(5) {
+                    try await Task.sleep(for: .milliseconds(100))
+                    listed = try await readers[1].send("GET", "/v1/replicas")
+                }
+                #expect(listed.count == 3 && listed.filter(\.current).count == 1, "\(listed)")
+                #expect(Set(listed.map(\.admin)) == Set([first.adminPort, replicas[0].admin, replicas[1].admin].map { "127.0.0.1:\($0)" }))
+                #expect(listed.allSatisfy { $0.lag == 0 && $0.revision > 0 && $0.seenSecondsAgo < 5 }, "\(listed)")
+                let table = try await TealProcess.run(["replicas"], environment: ["TEAL_ADMIN": "127.0.0.1:\(replicas[0].admin)"])
+                #expect(table.status == 0 && table.output.contains("REVISION") && table.output.contains("127.0.0.1:\(first.adminPort)"),
+                        "\(table.output)")
+                let metrics = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/metrics"])
+                func gauge(_ name: String) -> Double? {
+                    metrics.output.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+                }
+                #expect(gauge("teal_state_store_up") == 1 && gauge("teal_state_revision") == Double(listed[0].revision), "\(metrics.output)")
                 // The data plane of a follower routes by it: 0/1 sends everything to green.
                 let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 0, green: 1))
                 try await Task.sleep(for: .milliseconds(300))

@@ -102,6 +102,30 @@ struct PostgresStateStoreTests {
         }
     }
 
+    @Test("replicas report themselves: listed while seen within the window, with the newest revision; forgotten ones go")
+    func replicaRegistry() async throws {
+        try await PostgresCluster.with { cluster in
+            let store = try await PostgresStateStore.open(try await Self.database(cluster))
+            let started = Date(timeIntervalSince1970: 1_800_000_000)
+            try await store.report(ReplicaRecord(id: "a", admin: "127.0.0.1:9901", revision: 0, drives: [], startedAt: started))
+            try await store.report(ReplicaRecord(id: "b", admin: "127.0.0.1:9902", revision: 0, drives: ["shop"], startedAt: started))
+            let record = RouteRecord(route: "shop", split: Split(blue: 1, green: 0)!, blue: StateStoreContract.blue, green: nil,
+                                     fileBlue: StateStoreContract.blue, fileGreen: nil, updatedAt: Date())
+            let revision = try await store.saveRoute(record)
+            try await store.report(ReplicaRecord(id: "a", admin: "127.0.0.1:9901", revision: revision, drives: [], startedAt: started))
+            let listed = try await store.replicas(seenWithin: .seconds(5))
+            #expect(listed.latestRevision == revision)
+            #expect(listed.replicas.map(\.id) == ["a", "b"])
+            #expect(listed.replicas.map(\.revision) == [revision, 0] && listed.replicas[1].drives == ["shop"])
+            #expect(abs(listed.replicas[0].seenAt.timeIntervalSinceNow) < 5 && listed.replicas[0].startedAt == started)
+            try await store.forget(replica: "b")
+            #expect(try await store.replicas(seenWithin: .seconds(5)).replicas.map(\.id) == ["a"])
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await store.replicas(seenWithin: .milliseconds(100)).replicas.isEmpty)
+            await store.close()
+        }
+    }
+
     @Test("eight stores opening one new database at once migrate it once, and all work")
     func concurrentMigrations() async throws {
         try await PostgresCluster.with { cluster in
@@ -117,7 +141,7 @@ struct PostgresStateStoreTests {
             #expect(try await stores[0].journal(route: "shop", since: nil, limit: 100).count == 8)
             for store in stores { await store.close() }
             let migrations = try await cluster.psql("SELECT id FROM teal_schema_migrations ORDER BY id", database: "teal")
-            #expect(migrations.split(separator: "\n") == ["v1", "v2"])
+            #expect(migrations.split(separator: "\n") == ["v1", "v2", "v3"])
         }
     }
 
