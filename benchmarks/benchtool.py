@@ -12,6 +12,11 @@ Subcommands:
   allocs-section FILE --body B      replace the body of "## Allocations per proxied request"
   put-section FILE --body B         replace or insert the `## ` section that B starts with
   perf-modules FILE                 share of samples per Swift module in `perf script` output
+  chunked-body CHUNKS SIZE FORM     print a chunked body, FORM canonical or ext (chunk lines with
+                                    leading zeros, upper-case hex and extensions)
+  chunked-upload PORT FILE          POST FILE (a chunked body) to /upload, print "status body-length"
+  chunked-section --meta M --runs R --checks C
+                                    print the "## Chunked bodies" section of RESULTS.md
 
 Only the standard library is used. All network traffic goes to 127.0.0.1.
 """
@@ -33,6 +38,14 @@ HOST = "127.0.0.1"
 # Order in which targets are run and shown; names match run.sh.
 TARGETS = [("direct", "direct (one backend)"), ("nginx", "nginx"),
            ("haproxy", "HAProxy"), ("teal", "Teal")]
+
+
+def target_label(key):
+    """The table label of a target; teal-NAME (run.sh with TEAL_BINS) is "Teal NAME"."""
+    labels = dict(TARGETS)
+    if key in labels:
+        return labels[key]
+    return "Teal " + key[len("teal-"):] if key.startswith("teal-") else key
 
 
 # --------------------------------------------------------------------------- ports
@@ -221,8 +234,9 @@ def _fmt_ms(x):
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
 
-def build_block(meta, runs, status):
-    """runs: rows [target, round, rps, p50, p99, errors]; status: {target: text}."""
+def build_block(meta, runs, status, targets=TARGETS):
+    """runs: rows [target, round, rps, p50, p99, errors]; status: {target: text};
+    targets: [(key, label)] in the order they ran."""
     by_target = {}
     for target, rnd, rps, p50, p99, err in runs:
         by_target.setdefault(target, []).append(
@@ -243,14 +257,17 @@ def build_block(meta, runs, status):
     L.append(f"- Swift: {meta.get('swift', '?')}")
     L.append(f"- nginx: {meta.get('nginx', '?')}; HAProxy: {meta.get('haproxy', '?')}; "
              f"wrk: {meta.get('wrk', '?')}")
-    L.append(f"- Teal binary: `{meta.get('teal_bin', '?')}` (source: {meta.get('git', '?')})")
+    if meta.get("teal_bins"):
+        L.append(f"- Teal binaries: {meta['teal_bins']}")
+    else:
+        L.append(f"- Teal binary: `{meta.get('teal_bin', '?')}` (source: {meta.get('git', '?')})")
     L.append("")
     L.append("Method:")
     L.append("")
     L.append(f"- command: `{meta.get('command', '?')}`")
     L.append(f"- each measurement: `{meta.get('wrk_cmd', '?')}`; "
              f"{meta.get('rounds', '?')} round(s); each round runs every target once, one at a time, "
-             "in the order direct, nginx, HAProxy, Teal rotated by one place per round; "
+             f"in the order {', '.join('direct' if k == 'direct' else label for k, label in targets)} rotated by one place per round; "
              f"{meta.get('warmup', '0')} s unmeasured warm-up per target before round 1")
     L.append("- backends: one nginx (1 worker) serving 6 ports on 127.0.0.1, each answering 200 "
              "with its name (`b1\\n` … `b6\\n`) and `X-Backend`; blue = b1–b3, green = b4–b6")
@@ -264,7 +281,7 @@ def build_block(meta, runs, status):
     L.append("")
     L.append("| target | req/s median | req/s min–max | p50 ms | p99 ms | errors | × nginx |")
     L.append("|---|---:|---:|---:|---:|---:|---:|")
-    for key, label in TARGETS:
+    for key, label in targets:
         rows = by_target.get(key)
         st = status.get(key, "not run")
         if not rows:
@@ -289,13 +306,13 @@ def build_block(meta, runs, status):
         L.append("")
         L.append("| target | " + " | ".join(f"round {i}" for i in range(1, nrounds + 1)) + " |")
         L.append("|---|" + "---:|" * nrounds)
-        for key, label in TARGETS:
+        for key, label in targets:
             rows = {r[0]: r[1] for r in by_target.get(key, [])}
             if rows:
                 L.append(f"| {label} | " + " | ".join(
                     _fmt_int(rows[i]) if i in rows else "–" for i in range(1, nrounds + 1)) + " |")
         L.append("")
-    spread = [(label, meta.get("spread_" + key)) for key, label in TARGETS
+    spread = [(label, meta.get("spread_" + key)) for key, label in targets
               if key != "direct" and meta.get("spread_" + key)]
     if spread:
         L.append(f"Traffic spread check before measuring ({meta.get('spread_n', '?')} "
@@ -312,8 +329,10 @@ def cmd_report(args):
     text = ensure_results(args.file)
     meta = _read_kv(args.meta)
     runs = _read_tsv(args.runs)
-    status = {row[0]: (row[1] if len(row) > 1 else "?") for row in _read_tsv(args.status)}
-    block = build_block(meta, runs, status)
+    rows = _read_tsv(args.status)
+    status = {row[0]: (row[1] if len(row) > 1 else "?") for row in rows}
+    # status.tsv lists the targets in the order run.sh ran them.
+    block = build_block(meta, runs, status, [(row[0], target_label(row[0])) for row in rows])
     start = text.index(BEGIN) + len(BEGIN)
     end = text.index(END, start)
     text = text[:start] + "\n" + block + "\n" + text[end:]
@@ -349,6 +368,126 @@ def cmd_put_section(args):
         marker = text.find("## Profile")
         text = text[:marker] + body + "\n" + text[marker:] if marker >= 0 else text.rstrip("\n") + "\n\n" + body
     _write(args.file, text)
+    return 0
+
+
+# --------------------------------------------------------------------------- chunked bodies
+
+CHUNKED_CASES = {
+    "cl": "answer with Content-Length (same body bytes, no chunking; reference)",
+    "canonical": "chunked answer, canonical chunk lines (`bb8\\r\\n`)",
+    "ext": "chunked answer, chunk lines `00BB8;ext=N\\r\\n`, last chunk `000;last=yes`",
+    "upload": "POST, chunked upload with canonical chunk lines, small answer",
+    "upload-ext": "POST, chunked upload with chunk lines `00BB8;ext=1\\r\\n`, small answer",
+}
+
+
+def chunked_body(chunks, size, form):
+    parts = []
+    for _ in range(chunks):
+        line = f"00{size:X};ext=1\r\n" if form == "ext" else f"{size:x}\r\n"
+        parts.append(line.encode() + b"u" * size + b"\r\n")
+    parts.append(b"000;last=1\r\n\r\n" if form == "ext" else b"0\r\n\r\n")
+    return b"".join(parts)
+
+
+def cmd_chunked_body(args):
+    if args.form not in ("canonical", "ext"):
+        print("FORM must be canonical or ext", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(chunked_body(args.chunks, args.size, args.form))
+    return 0
+
+
+def cmd_chunked_upload(args):
+    """One chunked POST over its own connection; prints the status and X-Body-Length."""
+    with open(args.file, "rb") as f:
+        body = f.read()
+    head = (f"POST /upload HTTP/1.1\r\nHost: {HOST}:{args.port}\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    data = b""
+    with socket.create_connection((HOST, args.port), timeout=5) as s:
+        s.sendall(head + body)
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+    lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "?"
+    length = next((l.split(":", 1)[1].strip() for l in lines[1:]
+                   if l.lower().startswith("x-body-length:")), "?")
+    print(f"{status} {length}")
+    return 0
+
+
+def build_chunked_section(meta, runs, checks):
+    """runs: rows [case, target, round, rps, p50, p99, errors, cpu_us]."""
+    cells = {}
+    for case, target, _rnd, rps, p50, p99, err, cpu in runs:
+        cells.setdefault((case, target), []).append(
+            (float(rps), float(p50), float(p99), int(err), float(cpu)))
+    cases = list(dict.fromkeys(r[0] for r in runs))
+    targets = list(dict.fromkeys(r[1] for r in runs))
+    teals = [t for t in targets if t.startswith("teal")]
+    med = statistics.median
+    L = ["## Chunked bodies", ""]
+    L.append(f"Generated by `benchmarks/chunked.sh` on {meta.get('date', '?')}; "
+             "the next run replaces this section.")
+    L.append("")
+    L.append(f"- machine: {meta.get('machine', '?')}")
+    L.append(f"- Teal: {meta.get('teal_bins', '?')}")
+    L.append(f"- command: `{meta.get('command', '?')}`")
+    L.append(f"- each measurement: `{meta.get('wrk_cmd', '?')}` against one target, the order of "
+             "the targets rotated by one place per round; CPU: user + system time of the proxy "
+             "process (`/proc/PID/stat`) over the run divided by the requests wrk completed")
+    L.append("- backend: `benchmarks/chunked_backend.c`, one epoll thread on six ports (blue "
+             "b1–b3, green b4–b6; nginx and HAProxy weight 2/4, Teal `split: 2/4`); body: "
+             f"{meta.get('body', '?')}; uploads are sent by a wrk Lua script that builds the "
+             "request itself (a Lua call per request in wrk, the same for every target)")
+    L.append(f"- raw output: `{meta.get('outdir', '?')}` (git-ignored)")
+    L.append("")
+    L.append("Cases:")
+    L.append("")
+    for c in cases:
+        L.append(f"- `{c}`: {CHUNKED_CASES.get(c, c)}")
+    L.append("")
+    base = teals[0] if len(teals) > 1 else None
+    L.append("| case | target | req/s median | req/s min–max | p50 ms | p99 ms | CPU µs/req median "
+             "| CPU min–max | errors |" + (f" CPU vs {base} |" if base else ""))
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if base else ""))
+    for c in cases:
+        for t in targets:
+            rows = cells.get((c, t))
+            if not rows:
+                continue
+            cpu = [r[4] for r in rows]
+            rps = [r[0] for r in rows]
+            extra = ""
+            if base:
+                extra = " – |"
+                if t in teals and t != base and (c, base) in cells:
+                    b = med(r[4] for r in cells[(c, base)])
+                    d = med(cpu) - b
+                    extra = f" {d:+.2f} µs ({100 * d / b:+.1f}%) |"
+            L.append(f"| {c} | {target_label(t)} | {_fmt_int(med(rps))} | {_fmt_int(min(rps))}–"
+                     f"{_fmt_int(max(rps))} | {_fmt_ms(med(r[1] for r in rows))} | "
+                     f"{_fmt_ms(med(r[2] for r in rows))} | {med(cpu):.2f} | {min(cpu):.2f}–"
+                     f"{max(cpu):.2f} | {sum(r[3] for r in rows)} |" + extra)
+    L.append("")
+    L.append("Checks before measuring (every body compared with the backend's by sha256; the first "
+             "chunk line as the client received it):")
+    L.append("")
+    L.append("```")
+    L.extend(checks)
+    L.append("```")
+    return "\n".join(L) + "\n"
+
+
+def cmd_chunked_section(args):
+    with open(args.checks, encoding="utf-8") as f:
+        checks = [l.rstrip("\n") for l in f if l.strip()]
+    sys.stdout.write(build_chunked_section(_read_kv(args.meta), _read_tsv(args.runs), checks))
     return 0
 
 
@@ -427,6 +566,13 @@ def main():
     p = sub.add_parser("put-section"); p.add_argument("file")
     p.add_argument("--body", required=True); p.set_defaults(f=cmd_put_section)
     p = sub.add_parser("perf-modules"); p.add_argument("file"); p.set_defaults(f=cmd_perf_modules)
+    p = sub.add_parser("chunked-body"); p.add_argument("chunks", type=int)
+    p.add_argument("size", type=int); p.add_argument("form"); p.set_defaults(f=cmd_chunked_body)
+    p = sub.add_parser("chunked-upload"); p.add_argument("port", type=int); p.add_argument("file")
+    p.set_defaults(f=cmd_chunked_upload)
+    p = sub.add_parser("chunked-section"); p.add_argument("--meta", required=True)
+    p.add_argument("--runs", required=True); p.add_argument("--checks", required=True)
+    p.set_defaults(f=cmd_chunked_section)
     args = ap.parse_args()
     return args.f(args) or 0
 

@@ -387,6 +387,46 @@ teal_binary() {
   [[ -x $TEAL_BIN ]] || { log "no binary at $TEAL_BIN after build"; return 1; }
 }
 
+# teal_targets: the Teal targets of a run. With TEAL_BINS="NAME=PATH NAME=PATH ..." (for example
+# "before=/src/a/.build/release/teal after=/src/b/.build/release/teal") each entry is a target of
+# its own, named teal-NAME, measured in the same rounds as the others; otherwise the one target
+# `teal` runs TEAL_BIN (built by teal_binary when unset). Fills TEAL_TARGETS (names, in order) and
+# TEAL_TARGET_BIN (name -> binary). A malformed TEAL_BINS stops the script.
+TEAL_TARGETS=()
+declare -A TEAL_TARGET_BIN=()
+teal_targets() {
+  local entry name path
+  TEAL_TARGETS=()
+  TEAL_TARGET_BIN=()
+  if [[ -z ${TEAL_BINS:-} ]]; then
+    teal_binary || return 1
+    TEAL_TARGETS=(teal)
+    TEAL_TARGET_BIN[teal]=$TEAL_BIN
+    return 0
+  fi
+  for entry in $TEAL_BINS; do
+    name=${entry%%=*}
+    path=${entry#*=}
+    [[ $entry == *=* && $name =~ ^[A-Za-z0-9_.]+$ ]] || die "TEAL_BINS entry '$entry' is not NAME=PATH"
+    [[ -x $path ]] || die "TEAL_BINS: $path is not an executable file"
+    [[ -z ${TEAL_TARGET_BIN[teal-$name]:-} ]] || die "TEAL_BINS names $name twice"
+    TEAL_TARGETS+=("teal-$name")
+    TEAL_TARGET_BIN[teal-$name]=$path
+  done
+}
+
+# teal_bins_desc: one line naming each Teal target's binary and the commit of the tree it lies in.
+teal_bins_desc() {
+  local t path rev parts=()
+  for t in "${TEAL_TARGETS[@]}"; do
+    path=${TEAL_TARGET_BIN[$t]}
+    rev=$(git -C "$(dirname "$path")" rev-parse --short HEAD 2>/dev/null) || rev="?"
+    parts+=("$t: \`$path\` (commit $rev)")
+  done
+  local IFS=';'
+  echo "${parts[*]}" | sed 's/;/; /g'
+}
+
 # write_teal_routes DIR: the route file for the benchmark (default route, split 2/4).
 # Health probes are switched off to keep probe traffic out of the measurement;
 # TEAL_ROUTE_HEALTH replaces that line (set it empty to leave the key out).

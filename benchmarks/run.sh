@@ -29,23 +29,27 @@ log "output directory: $OUT_REL"
 
 ensure_tools wrk nginx haproxy curl gcc python3
 
-TARGETS=(direct nginx haproxy teal)
-declare -A PORT STATUS PID
-for t in "${TARGETS[@]}"; do STATUS[$t]="not started"; done
+declare -A PORT STATUS PID ADMIN_PORT
 
 # Build (or locate) Teal before anything runs, so the build does not disturb the others.
+# TEAL_BINS="before=PATH after=PATH" measures several Teal binaries as targets of their own.
 TEAL_OK=1
-teal_binary || { TEAL_OK=0; STATUS[teal]="failed (no binary)"; }
+teal_targets || { TEAL_OK=0; TEAL_TARGETS=(teal); }
+TARGETS=(direct nginx haproxy "${TEAL_TARGETS[@]}")
+for t in "${TARGETS[@]}"; do STATUS[$t]="not started"; done
+((TEAL_OK)) || STATUS[teal]="failed (no binary)"
 
-reserve_ports 10
+reserve_ports $((8 + 2 * ${#TEAL_TARGETS[@]}))
 start_backends
 PORT[direct]=${BACKEND_PORTS[0]}
 STATUS[direct]=ok
 PID[direct]=$BACKENDS_PID
 take_port 'PORT[nginx]'
 take_port 'PORT[haproxy]'
-take_port 'PORT[teal]'
-take_port TEAL_ADMIN_PORT
+for t in "${TEAL_TARGETS[@]}"; do
+  take_port "PORT[$t]"
+  take_port "ADMIN_PORT[$t]"
+done
 
 if start_nginx_proxy "${PORT[nginx]}"; then
   STATUS[nginx]=ok
@@ -63,17 +67,19 @@ else
   log "HAProxy failed to start; see $OUT_REL/haproxy.log"
 fi
 
-if ((TEAL_OK)); then
-  if start_teal "${PORT[teal]}" "$TEAL_ADMIN_PORT"; then
-    STATUS[teal]=ok
-    PID[teal]=$TEAL_PID
-  else
-    STATUS[teal]="failed (did not start)"
+for t in "${TEAL_TARGETS[@]}"; do
+  if ((TEAL_OK)); then
+    if TEAL_BIN=${TEAL_TARGET_BIN[$t]} start_teal "${PORT[$t]}" "${ADMIN_PORT[$t]}"; then
+      STATUS[$t]=ok
+      PID[$t]=$TEAL_PID
+    else
+      STATUS[$t]="failed (did not start)"
+    fi
   fi
-fi
-if [[ ${STATUS[teal]} != ok ]]; then
-  log "TEAL FAILED: ${STATUS[teal]}; continuing with the other targets"
-fi
+  if [[ ${STATUS[$t]} != ok ]]; then
+    log "TEAL FAILED ($t): ${STATUS[$t]}; continuing with the other targets"
+  fi
+done
 
 # One verification request per target, then the traffic-spread check through each proxy.
 META="$OUT/meta.txt"
@@ -157,7 +163,12 @@ first_line() { "$@" 2>&1 | head -n 1 || true; }
   echo "wrk=$(first_line wrk --version | sed 's/ Copyright.*//')"
   echo "teal_bin=${TEAL_BIN:-none}"
   echo "git=$(git_desc)"
-  echo "command=DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP WORKERS=$WORKERS${TEAL_BIN_GIVEN:+ TEAL_BIN=$TEAL_BIN_GIVEN} benchmarks/run.sh"
+  if [[ -n ${TEAL_BINS:-} ]]; then
+    echo "teal_bins=$(teal_bins_desc)"
+    echo "command=DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP WORKERS=$WORKERS TEAL_BINS=\"$TEAL_BINS\" benchmarks/run.sh"
+  else
+    echo "command=DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP WORKERS=$WORKERS${TEAL_BIN_GIVEN:+ TEAL_BIN=$TEAL_BIN_GIVEN} benchmarks/run.sh"
+  fi
   echo "wrk_cmd=wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency http://127.0.0.1:PORT/"
   echo "rounds=$ROUNDS"
   echo "warmup=$WARMUP"

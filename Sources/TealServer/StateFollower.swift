@@ -63,14 +63,41 @@ public final class StateFollower: Service, Sendable {
                 group.addTask { await self.reportPeriodically() }
             }
         }
-        try? await (feed as? any ReplicaRegistry)?.forget(replica: replicaID)
+        // Leaving the list is a courtesy (a replica not heard from drops off it after
+        // `replicaTimeout`): it does not hold up shutdown when the store is slow or away.
+        if let registry = feed as? any ReplicaRegistry, isUp {
+            let id = replicaID
+            await Self.waiting(atMost: .seconds(1)) { try? await registry.forget(replica: id) }
+        }
     }
 
     private func reportPeriodically() async {
         guard let registry = feed as? any ReplicaRegistry else { return }
         while !Task.isCancelled {
-            try? await registry.report(record)
+            let record = self.record
+            await Self.waiting(atMost: Self.reportInterval) { try? await registry.report(record) }
             try? await Task.sleep(for: Self.reportInterval)
+        }
+    }
+
+    /// Starts `operation` and waits for it at most `limit` (a store call waits up to its own
+    /// timeout while the database is away; this caller must not).
+    static func waiting(atMost limit: Duration, _ operation: @escaping @Sendable () async -> Void) async {
+        final class Waiter: Sendable {
+            let continuation: Mutex<CheckedContinuation<Void, Never>?>
+            init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = Mutex(continuation) }
+            func resume() { continuation.withLock { $0.take() }?.resume() }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiter = Waiter(continuation)
+            Task {
+                await operation()
+                waiter.resume()
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                waiter.resume()
+            }
         }
     }
 

@@ -240,38 +240,43 @@ public final class PostgresStateStore: StateStore {
     }
 
     /// `operation`, or an error once `configuration.operationTimeout` has passed without an
-    /// answer: the pool waits for a connection as long as the database is away, and a caller (an
-    /// admin request, a release step) must not. A write that timed out may still commit later.
+    /// answer, or at once when the calling task is cancelled: the pool waits for a connection as
+    /// long as the database is away, and a caller (an admin request, a release step, a shutdown)
+    /// must not. A write that timed out may still commit later.
     private func bounded<T: Sendable>(what: String, _ operation: @escaping @Sendable () async throws(StateStoreError) -> T)
         async throws(StateStoreError) -> T {
         let timeout = configuration.operationTimeout, database = configuration.description
-        let result: Result<T, StateStoreError> = await withCheckedContinuation { continuation in
-            let pending = Mutex<CheckedContinuation<Result<T, StateStoreError>, Never>?>(continuation)
-            let finish: @Sendable (Result<T, StateStoreError>) -> Bool = { result in
-                guard let continuation = pending.withLock({ $0.take() }) else { return false }
-                continuation.resume(returning: result)
-                return true
-            }
-            let work = Task {
-                do throws(StateStoreError) {
-                    _ = finish(.success(try await operation()))
-                } catch {
-                    _ = finish(.failure(error))
+        let failure: @Sendable (String) -> StateStoreError = { detail in
+            what == "read" ? .unreadable(path: database, detail: detail) : .writeFailed(detail)
+        }
+        let gate = OperationGate<T>()
+        let result: Result<T, StateStoreError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                guard gate.install(continuation) else {
+                    continuation.resume(returning: .failure(failure("cancelled")))
+                    return
+                }
+                let work = Task {
+                    do throws(StateStoreError) {
+                        gate.finish(.success(try await operation()))
+                    } catch {
+                        gate.finish(.failure(error))
+                    }
+                }
+                let timer = Task {
+                    try? await Task.sleep(for: timeout)
+                    if gate.finish(.failure(failure("no answer from \(database) within \(timeout)"))) { work.cancel() }
+                }
+                Task {
+                    await work.value
+                    timer.cancel()
                 }
             }
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                let detail = "no answer from \(database) within \(timeout)"
-                if finish(.failure(what == "read" ? .unreadable(path: database, detail: detail) : .writeFailed(detail))) { work.cancel() }
-            }
-            Task {
-                await work.value
-                timer.cancel()
-            }
+        } onCancel: {
+            gate.finish(.failure(failure("cancelled")))
         }
         return try result.get()
     }
-
 
     // MARK: StateStore
 
@@ -510,5 +515,38 @@ extension PostgresStateStore: ReplicaRegistry {
         try await write { connection, logger in
             _ = try await connection.query("DELETE FROM teal_replicas WHERE id = \(id)", logger: logger)
         }
+    }
+}
+
+/// The one outcome of a bounded store call: the first of its result, its timeout and its
+/// caller's cancellation.
+private final class OperationGate<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Result<T, StateStoreError>, Never>?
+        var done = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Keeps the continuation to resume; false when the outcome came first (a cancellation).
+    func install(_ continuation: CheckedContinuation<Result<T, StateStoreError>, Never>) -> Bool {
+        state.withLock { state in
+            guard !state.done else { return false }
+            state.continuation = continuation
+            return true
+        }
+    }
+
+    /// Settles the outcome; false when it was settled already.
+    @discardableResult
+    func finish(_ result: Result<T, StateStoreError>) -> Bool {
+        let (first, continuation) = state.withLock { state -> (Bool, CheckedContinuation<Result<T, StateStoreError>, Never>?) in
+            guard !state.done else { return (false, nil) }
+            state.done = true
+            defer { state.continuation = nil }
+            return (true, state.continuation)
+        }
+        continuation?.resume(returning: result)
+        return first
     }
 }

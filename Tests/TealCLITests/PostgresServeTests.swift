@@ -160,6 +160,16 @@ struct PostgresServeTests {
                 for load in loads { counts.merge(await load.stop(), uniquingKeysWith: +) }
                 #expect(counts.keys.allSatisfy { $0 != "0" && !$0.hasPrefix("5") }, "\(counts)")
                 #expect((counts["200"] ?? 0) > 100, "\(counts)")
+
+                // With the database away again, a replica still stops promptly on SIGTERM (its
+                // store calls do not hold up the shutdown).
+                try await cluster.pause()
+                try await Task.sleep(for: .milliseconds(500))
+                let stopping = ContinuousClock.now
+                second.process.send(SIGTERM)
+                let status = await second.process.waitForExit(timeout: .seconds(20))
+                #expect(status == 0 && ContinuousClock.now - stopping < .seconds(5), "exit \(String(describing: status)) after \(ContinuousClock.now - stopping)")
+                try await cluster.resume()
             }
         }
     }
