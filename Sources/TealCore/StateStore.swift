@@ -167,8 +167,25 @@ public struct ReplicaRecord: Sendable, Hashable, Codable {
     }
 }
 
+/// Leases on releases, in a store several replicas share: exactly one replica runs a release at
+/// a time. A lease lasts `ttl` from its last renewal (by the store's clock); its fence increases
+/// whenever it passes to another replica, and the store refuses release saves from a replica
+/// that does not hold the lease while another does (`StateStoreError.conflict`).
+public protocol ReleaseLeases: Sendable {
+    /// Takes or renews the lease on `route`'s release for this replica; returns its fence, or
+    /// `nil` when another replica holds it and it has not expired.
+    func acquireLease(route: String, ttl: Duration) async throws(StateStoreError) -> Int64?
+    /// Gives the lease up (the release ended, or this replica shuts down).
+    func releaseLease(route: String) async throws(StateStoreError)
+    /// Routes whose latest release has not ended and whose lease nobody holds now: a replica
+    /// that ran it died, hung or lost the store.
+    func unledReleases() async throws(StateStoreError) -> [String]
+}
+
 /// A store that knows the replicas using it: each reports itself every second or so.
 public protocol ReplicaRegistry: Sendable {
+    /// This process's identity in the store (its leases and reports carry it).
+    var replicaID: String { get }
     /// Records `replica` as alive now (the store's clock sets `seenAt`).
     func report(_ replica: ReplicaRecord) async throws(StateStoreError)
     /// The replicas seen within `window`, and the store's newest route revision.

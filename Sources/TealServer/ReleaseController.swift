@@ -13,6 +13,10 @@ public enum ReleaseError: Error, Equatable, CustomStringConvertible {
     case noRelease(String)
     case refused(RolloutMachine.Refusal)
     case routing(RoutingError)
+    /// Another replica runs this route's release (it holds the lease).
+    case drivenElsewhere(String)
+    /// The state store cannot be reached to take the release's lease.
+    case storeUnavailable(String)
 
     public var description: String {
         switch self {
@@ -21,6 +25,8 @@ public enum ReleaseError: Error, Equatable, CustomStringConvertible {
         case .noRelease(let route): "route \(route) has no release"
         case .refused(let refusal): refusal.description
         case .routing(let error): error.description
+        case .drivenElsewhere(let route): "another replica runs the release of \(route) (it holds the lease); ask that replica, or wait for its release to end"
+        case .storeUnavailable(let detail): "the release's lease cannot be taken: \(detail)"
         }
     }
 }
@@ -33,11 +39,19 @@ public final class ReleaseController: Sendable {
     private let routing: RoutingController
     private let proxy: ProxyServer
     private let group: any EventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     private let metrics: TealMetrics?
-    private let runs = Mutex<[String: ReleaseRun]>([:])
+    let runs = Mutex<[String: ReleaseRun]>([:])
     private let journal = Mutex<[JournalEntry]>([])
     private let store: (any StateStore)?
+    /// Leases on releases when the store is shared: exactly one replica runs a release.
+    let leases: (any ReleaseLeases)?
+    /// The routes whose release lease this replica holds, and when each was last renewed.
+    let leased = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// How long a lease lasts without renewal (a dead replica's releases wait this long), and
+    /// how often held leases are renewed and orphaned releases looked for.
+    public static let leaseTTL = Duration.seconds(4)
+    public static let leaseInterval = Duration.milliseconds(500)
     /// How much of the stored journal is kept.
     public let retention: JournalRetention
     private let pruneSchedule = Mutex(JournalPruneSchedule())
@@ -52,6 +66,7 @@ public final class ReleaseController: Sendable {
                 logger: Logger = Logger(label: "teal.release")) {
         self.routing = routing
         self.store = store
+        self.leases = store as? any ReleaseLeases
         self.retention = retention
         self.metrics = metrics
         self.proxy = proxy
@@ -64,6 +79,9 @@ public final class ReleaseController: Sendable {
     /// (its first word is the journal's source). Refused while another release of the route is running.
     public func start(_ spec: ReleaseSpec, drainTimeout: Duration = .seconds(30), by requester: String = "api") async throws(ReleaseError) {
         guard routing.routes.contains(where: { $0.name == spec.route }) else { throw .unknownRoute(spec.route) }
+        if runs.withLock({ $0[spec.route].map { !$0.state.isFinal } ?? false }) == false {
+            try await takeLease(route: spec.route)
+        }
         var machine = RolloutMachine(spec: spec)
         machine.drainTimeout = drainTimeout
         machine.evaluationInterval = evaluationInterval
@@ -99,6 +117,13 @@ public final class ReleaseController: Sendable {
             }
             var record = record
             var note: String?
+            // A running release continues here only when this replica gets its lease.
+            if !record.checkpoint.isFinal, leases != nil {
+                guard (try? await takeLease(route: name)) != nil else {
+                    logger.notice("stored release left to the replica that runs it", metadata: ["route": "\(name)"])
+                    continue
+                }
+            }
             if !record.checkpoint.isFinal {
                 if route.blue.isSameDefinition(as: record.spec.green) {
                     record.checkpoint.phase = .promoted  // the promotion was saved; its checkpoint was not
@@ -164,6 +189,11 @@ public final class ReleaseController: Sendable {
             do {
                 run.record = try await store.saveRelease(record)
             } catch {
+                if leases != nil, case StateStoreError.conflict = error {
+                    // Another replica runs this release now: stop here, change nothing.
+                    depose(route: run.spec.route, run: run, why: "another replica saved it since (it holds the lease)")
+                    return
+                }
                 logger.error("release state not saved", metadata: ["route": "\(run.spec.route)", "error": "\(error)"])
                 appendToMemory(JournalEntry(time: Date(), route: run.spec.route, text: "release state not saved: \(error)", source: "verdict"))
             }
@@ -174,6 +204,11 @@ public final class ReleaseController: Sendable {
     public func send(_ event: RolloutMachine.Event, route: String) async throws(ReleaseError) {
         guard let run = runs.withLock({ $0[route] }) else { throw .noRelease(route) }
         try await run.send(event)
+    }
+
+    /// The latest stored release of `route`.
+    func storedRelease(route: String) async throws(StateStoreError) -> ReleaseRecord? {
+        try await store?.load().releases[route]
     }
 
     /// The routes whose release this process runs now (not ended).

@@ -245,7 +245,8 @@ public struct RouterAdminBackend: AdminBackend {
         switch error {
         case .unknownRoute(let name): .notFound("no route named \(name)")
         case .noRelease(let name): .conflict("route \(name) has no release")
-        case .alreadyRunning, .refused: .conflict(error.description)
+        case .alreadyRunning, .refused, .drivenElsewhere: .conflict(error.description)
+        case .storeUnavailable: .unavailable(error.description)
         case .routing(.stateNotSaved(let detail)): .unavailable("not done: the state store cannot save it: \(detail)")
         case .routing(let routing): .badRequest(routing.description)
         }

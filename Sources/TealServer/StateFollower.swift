@@ -38,7 +38,7 @@ public final class StateFollower: Service, Sendable {
         self.resyncInterval = resyncInterval
         self.drives = drives
         self.logger = logger
-        replicaID = String(UUID().uuidString.lowercased().prefix(13))
+        replicaID = (feed as? any ReplicaRegistry)?.replicaID ?? String(UUID().uuidString.lowercased().prefix(13))
     }
 
     /// The admin API address this replica reports (`host:port`).

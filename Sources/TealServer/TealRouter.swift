@@ -278,6 +278,7 @@ public final class TealRouter: Sendable {
         var services: [any Service] = [ProxyService(router: self), healthChecker, ReloadOnHangup(router: self, logger: logger), discovery,
                                        JournalPruning(releases: releases)]
         if let follower { services.append(follower) }
+        if releases.leases != nil { services.append(LeaseKeeping(releases: releases)) }
         DescriptorBudget.prepare(proxyConnections: proxy.configuration.maxConnections,
                                  adminConnections: admin?.maxConnections ?? 0, logger: logger)
         if let admin {

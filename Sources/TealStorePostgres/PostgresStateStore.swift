@@ -23,6 +23,8 @@ import TealCore
 /// task of its own until `close()`.
 public final class PostgresStateStore: StateStore {
     public let configuration: PostgresStateConfiguration
+    /// This process's identity in the database: its leases and replica reports carry it.
+    public let replicaID = String(UUID().uuidString.lowercased().prefix(13))
     private let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
@@ -117,6 +119,17 @@ public final class PostgresStateStore: StateStore {
                 drives text NOT NULL,
                 started_at double precision NOT NULL,
                 seen_at double precision NOT NULL
+            )
+            """,
+        ]),
+        // Who runs each release (`ReleaseLeases`).
+        ("v4", [
+            """
+            CREATE TABLE teal_leases (
+                route text PRIMARY KEY,
+                holder text NOT NULL,
+                fence bigint NOT NULL,
+                expires_at double precision NOT NULL
             )
             """,
         ]),
@@ -340,12 +353,20 @@ public final class PostgresStateStore: StateStore {
         let text = try StoredRecordText.encode(record)
         let phase = record.checkpoint.phase.rawValue
         let revision = Int64(record.revision)
+        let holder = replicaID
         return try await write { connection, logger in
             var saved = record
+            // Refused while another replica holds the release's lease (fencing).
+            var leased = false
+            let leases = try await connection.query("""
+                SELECT holder FROM teal_leases WHERE route = \(record.spec.route) AND holder <> \(holder)
+                AND expires_at > extract(epoch FROM clock_timestamp())::double precision
+                """, logger: logger)
+            for try await _ in leases.decode(String.self) { leased = true }
             if let id = record.id {
                 let updated = try await connection.query("""
                     UPDATE teal_releases SET record = \(text), phase = \(phase), revision = \(revision)
-                    WHERE id = \(id) AND revision = \(revision - 1) RETURNING id
+                    WHERE id = \(id) AND revision = \(revision - 1) AND NOT \(leased) RETURNING id
                     """, logger: logger)
                 var count = 0
                 for try await _ in updated.decode(Int64.self) { count += 1 }
@@ -357,6 +378,7 @@ public final class PostgresStateStore: StateStore {
                     throw StateStoreError.conflict(route: record.spec.route, stored: Int(stored), attempted: record.revision)
                 }
             } else {
+                if leased { throw StateStoreError.conflict(route: record.spec.route, stored: 0, attempted: record.revision) }
                 let inserted = try await connection.query("""
                     INSERT INTO teal_releases (route, record, phase, revision, started_at)
                     VALUES (\(record.spec.route), \(text), \(phase), \(revision), \(record.startedAt.timeIntervalSince1970)) RETURNING id
@@ -548,5 +570,51 @@ private final class OperationGate<T: Sendable>: Sendable {
         }
         continuation?.resume(returning: result)
         return first
+    }
+}
+
+extension PostgresStateStore: ReleaseLeases {
+    public func acquireLease(route: String, ttl: Duration) async throws(StateStoreError) -> Int64? {
+        let seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+        let holder = replicaID
+        return try await write { connection, logger in
+            let rows = try await connection.query("""
+                INSERT INTO teal_leases (route, holder, fence, expires_at)
+                VALUES (\(route), \(holder), 1, extract(epoch FROM clock_timestamp())::double precision + \(seconds))
+                ON CONFLICT (route) DO UPDATE SET
+                    fence = CASE WHEN teal_leases.holder = excluded.holder THEN teal_leases.fence ELSE teal_leases.fence + 1 END,
+                    holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE teal_leases.holder = excluded.holder
+                   OR teal_leases.expires_at <= extract(epoch FROM clock_timestamp())::double precision
+                RETURNING fence
+                """, logger: logger)
+            var fence: Int64?
+            for try await value in rows.decode(Int64.self) { fence = value }
+            return fence
+        }
+    }
+
+    public func releaseLease(route: String) async throws(StateStoreError) {
+        let holder = replicaID
+        try await write { connection, logger in
+            // Expired, not deleted: the next holder's fence is still higher.
+            _ = try await connection.query("UPDATE teal_leases SET expires_at = 0 WHERE route = \(route) AND holder = \(holder)", logger: logger)
+        }
+    }
+
+    public func unledReleases() async throws(StateStoreError) -> [String] {
+        try await read { client, logger in
+            let rows = try await client.query("""
+                SELECT latest.route FROM
+                    (SELECT DISTINCT ON (route) route, phase FROM teal_releases ORDER BY route, id DESC) AS latest
+                LEFT JOIN teal_leases AS lease
+                    ON lease.route = latest.route AND lease.expires_at > extract(epoch FROM clock_timestamp())::double precision
+                WHERE latest.phase NOT IN ('promoted', 'rolled-back', 'aborted') AND lease.route IS NULL
+                ORDER BY latest.route
+                """, logger: logger)
+            var routes: [String] = []
+            for try await route in rows.decode(String.self) { routes.append(route) }
+            return routes
+        }
     }
 }

@@ -113,6 +113,57 @@ struct PostgresServeTests {
         }
     }
 
+    @Test("a release run by one replica that is killed with -9 mid-step is taken over by another, from the same step, and promotes; starting it again elsewhere meanwhile is refused")
+    func driverTakeover() async throws {
+        try await PostgresCluster.with(password: "pw") { cluster in
+            try await cluster.createDatabase("teal")
+            let state = cluster.url(database: "teal", withPassword: true)
+            try await ServedRouter.with(plan: "[3/1, 1/3, 0/1]", hold: "3s", state: state) { driver in
+                let others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
+                defer { for replica in others { replica.process.send(SIGKILL) } }
+                // Traffic through every replica: the verdict judges the driver's own traffic.
+                let loads = others.map { Load(url: URL(string: "http://127.0.0.1:\($0.proxy)/")!, clients: 1) } + [driver.load()]
+                let start = try await driver.teal(["rollout", "start", "shop"])
+                #expect(start.status == 0, "\(start.output)")
+                // Another replica refuses to start it again: the release is run where it started.
+                let again = try await TealProcess.run(["rollout", "start", "shop"], environment: ["TEAL_ADMIN": "127.0.0.1:\(others[0].admin)"])
+                #expect(again.status == 2 && again.output.contains("another replica runs the release of shop"), "\(again.output)")
+                // Wait for step 2, then kill the driver.
+                let watcher = try AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil)
+                var view: RolloutView = try await watcher.send("GET", "/v1/routes/shop/rollout")
+                let waiting = ContinuousClock.now
+                while view.step != 2 && ContinuousClock.now - waiting < .seconds(20) {
+                    try await Task.sleep(for: .milliseconds(50))
+                    view = try await watcher.send("GET", "/v1/routes/shop/rollout")
+                }
+                try #require(view.step == 2 && view.state == "shifting", "\(view)")
+                driver.server.send(SIGKILL)
+                let killed = ContinuousClock.now
+
+                // One of the others takes it over at step 2 within the lease time (4 s) and a
+                // renewal round, and the release promotes.
+                var continued: (Int, RolloutView)?
+                while continued == nil && ContinuousClock.now - killed < .seconds(15) {
+                    for (index, replica) in others.enumerated() {
+                        let client = try AdminClient(address: "127.0.0.1:\(replica.admin)", token: nil)
+                        if let view: RolloutView = try? await client.send("GET", "/v1/routes/shop/rollout") { continued = (index, view) }
+                    }
+                    if continued == nil { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                let takeover = ContinuousClock.now - killed
+                let (index, resumed) = try #require(continued, "no replica took the release over")
+                #expect(resumed.step ?? 0 >= 2 && takeover < .seconds(6), "\(resumed) after \(takeover)")
+                print("release taken over by another replica \(takeover) after kill -9, at step \(resumed.step ?? 0)")
+                let follower = try AdminClient(address: "127.0.0.1:\(others[index].admin)", token: nil)
+                let outcome = await follower.waitForOutcome(route: "shop", timeout: .seconds(30))
+                #expect(outcome.code == 0, "\(String(describing: outcome.view))")
+                let events: [EventView] = try await follower.send("GET", "/v1/events?route=shop")
+                #expect(events.contains { $0.text.contains("taken over") && $0.text.contains("step 2") }, "\(events.map(\.text))")
+                for load in loads { _ = await load.stop() }
+            }
+        }
+    }
+
     @Test("PostgreSQL stopped under load: both replicas serve on with zero failed requests, a split write answers 503 naming the store; back: the other replica catches up")
     func databaseAway() async throws {
         try await PostgresCluster.with(password: "pw") { cluster in

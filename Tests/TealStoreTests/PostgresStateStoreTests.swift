@@ -126,6 +126,33 @@ struct PostgresStateStoreTests {
         }
     }
 
+    @Test("leases: one holder at a time, renewals keep the fence, expiry hands over with a higher fence, the old holder's release saves are refused")
+    func leases() async throws {
+        try await PostgresCluster.with { cluster in
+            let configuration = try await Self.database(cluster)
+            let first = try await PostgresStateStore.open(configuration)
+            let second = try await PostgresStateStore.open(configuration)
+            let saved = try await first.saveRelease(StateStoreContract.release(route: "api"))
+            #expect(try await second.unledReleases() == ["api"])
+            #expect(try await first.acquireLease(route: "api", ttl: .milliseconds(600)) == 1)
+            #expect(try await second.acquireLease(route: "api", ttl: .seconds(5)) == nil)
+            #expect(try await first.acquireLease(route: "api", ttl: .milliseconds(600)) == 1)
+            #expect(try await second.unledReleases().isEmpty)
+            try await Task.sleep(for: .milliseconds(800))
+            #expect(try await second.unledReleases() == ["api"])
+            #expect(try await second.acquireLease(route: "api", ttl: .seconds(5)) == 2)
+            // The deposed holder's save is fenced off, though its revision is right.
+            var late = saved
+            late.revision = 2
+            await #expect(throws: StateStoreError.self) { _ = try await first.saveRelease(late) }
+            #expect(try await second.saveRelease(late).revision == 2)
+            try await second.releaseLease(route: "api")
+            #expect(try await first.acquireLease(route: "api", ttl: .seconds(5)) == 3)
+            await first.close()
+            await second.close()
+        }
+    }
+
     @Test("eight stores opening one new database at once migrate it once, and all work")
     func concurrentMigrations() async throws {
         try await PostgresCluster.with { cluster in
@@ -141,7 +168,7 @@ struct PostgresStateStoreTests {
             #expect(try await stores[0].journal(route: "shop", since: nil, limit: 100).count == 8)
             for store in stores { await store.close() }
             let migrations = try await cluster.psql("SELECT id FROM teal_schema_migrations ORDER BY id", database: "teal")
-            #expect(migrations.split(separator: "\n") == ["v1", "v2", "v3"])
+            #expect(migrations.split(separator: "\n") == ["v1", "v2", "v3", "v4"])
         }
     }
 

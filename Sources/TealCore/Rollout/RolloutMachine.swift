@@ -183,7 +183,10 @@ public struct RolloutMachine: Sendable {
             }
             _ = since
             state = .shifting(step: step, since: now)  // the hold counts from the split taking effect
-            return [.setSplit(steps[step].split), .persist, .scheduleTick(at: now + evaluationInterval)]
+            // Saved before the split changes: a replica that continues the release after this one
+            // died finds it at this step, and sets the step's split again. (A rollback, the safe
+            // direction, applies first and is saved after.)
+            return [.persist, .setSplit(steps[step].split), .scheduleTick(at: now + evaluationInterval)]
         case (_, .hookFinished):
             return []
 

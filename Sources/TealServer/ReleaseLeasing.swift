@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TealCore
+
+/// Release leases, when replicas share a store (`ReleaseLeases`): a replica runs a release only
+/// while it holds its lease. It renews the leases it holds every `leaseInterval`; one it cannot
+/// renew (another replica took it, or the store has been away for `leaseTTL`) deposes its run,
+/// which stops without changing anything more. Releases whose lease nobody holds (their replica
+/// died, hung or lost the store) are taken over by whichever replica gets the lease first, and
+/// continue from their stored checkpoint: the same step, its hold counted from the stored start.
+extension ReleaseController {
+    /// Takes the lease on `route`'s release for this replica (no-op without leases).
+    func takeLease(route: String) async throws(ReleaseError) {
+        guard let leases else { return }
+        let fence: Int64?
+        do {
+            fence = try await leases.acquireLease(route: route, ttl: Self.leaseTTL)
+        } catch {
+            throw .storeUnavailable("\(error)")
+        }
+        guard fence != nil else { throw .drivenElsewhere(route) }
+        leased.withLock { $0[route] = .now }
+    }
+
+    /// Stops running `run` here (another replica runs it, or this one lost the store): its task
+    /// ends, nothing more is saved or routed by it, and this replica forgets it.
+    func depose(route: String, run: ReleaseRun, why: String) {
+        let removed = runs.withLock { runs -> Bool in
+            guard runs[route] === run else { return false }
+            runs[route] = nil
+            return true
+        }
+        leased.withLock { $0[route] = nil }
+        guard removed else { return }
+        run.stop()
+        logger.warning("release deposed: no longer run by this replica", metadata: ["route": "\(route)", "why": "\(why)"])
+    }
+
+    /// One round of lease keeping: renews the leases of running releases (deposing those it
+    /// cannot keep), gives up those of ended ones, and takes over orphaned releases.
+    public func keepLeases(now: ContinuousClock.Instant = .now) async {
+        guard let leases else { return }
+        for (route, run) in runs.withLock({ $0 }) {
+            let renewed = leased.withLock { $0[route] }
+            if run.state.isFinal {
+                if renewed != nil {
+                    try? await leases.releaseLease(route: route)
+                    leased.withLock { $0[route] = nil }
+                }
+                continue
+            }
+            do {
+                if try await leases.acquireLease(route: route, ttl: Self.leaseTTL) != nil {
+                    leased.withLock { $0[route] = .now }
+                } else {
+                    depose(route: route, run: run, why: "another replica took its lease")
+                }
+            } catch {
+                if let renewed, ContinuousClock.now - renewed >= Self.leaseTTL {
+                    depose(route: route, run: run, why: "the lease could not be renewed for \(Self.leaseTTL): \(error)")
+                }
+            }
+        }
+        guard let orphans = try? await leases.unledReleases() else { return }
+        for route in orphans where runs.withLock({ $0[route].map(\.state.isFinal) ?? true }) {
+            // `try?` folds "the store failed" and "another replica holds it" into nil.
+            guard (try? await leases.acquireLease(route: route, ttl: Self.leaseTTL)) != nil else { continue }
+            leased.withLock { $0[route] = .now }
+            guard let stored = try? await storedRelease(route: route) else {
+                try? await leases.releaseLease(route: route)
+                leased.withLock { $0[route] = nil }
+                continue
+            }
+            await record("taken over: its replica stopped renewing its lease; continuing from step \(stored.checkpoint.step + 1)",
+                         route: route, source: "restart")
+            await restore([route: stored])
+        }
+    }
+
+    /// Gives up every lease this replica holds (shutdown), waiting at most a second.
+    public func releaseLeases() async {
+        guard let leases else { return }
+        let routes = leased.withLock { held in defer { held = [:] }; return Array(held.keys) }
+        guard !routes.isEmpty else { return }
+        await StateFollower.waiting(atMost: .seconds(1)) {
+            for route in routes { try? await leases.releaseLease(route: route) }
+        }
+    }
+}
+
+/// Keeps this replica's release leases (`ReleaseController.keepLeases`) every `leaseInterval`
+/// until shutdown, then gives them up so another replica continues at once.
+struct LeaseKeeping: Service {
+    let releases: ReleaseController
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await releases.keepLeases()
+                try? await Task.sleep(for: ReleaseController.leaseInterval)
+            }
+        }
+        releases.stopAll()
+        await releases.releaseLeases()
+    }
+}
