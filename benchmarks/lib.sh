@@ -420,8 +420,11 @@ teal_bins_desc() {
   local t path rev parts=()
   for t in "${TEAL_TARGETS[@]}"; do
     path=${TEAL_TARGET_BIN[$t]}
-    rev=$(git -C "$(dirname "$path")" rev-parse --short HEAD 2>/dev/null) || rev="?"
-    parts+=("$t: \`$path\` (commit $rev)")
+    if rev=$(git -C "$(dirname "$path")" rev-parse --short HEAD 2>/dev/null); then
+      parts+=("$t: \`$path\` (commit $rev)")
+    else
+      parts+=("$t: \`$path\`")
+    fi
   done
   local IFS=';'
   echo "${parts[*]}" | sed 's/;/; /g'

@@ -76,30 +76,31 @@ final class LeasingStore: StateStore, ReleaseLeases {
     }
 }
 
+/// A started router with one route `shop` (blue at 127.0.0.1:1, no health checks) on `store`;
+/// stopped after `body`, whether it threw or not.
+func withStoreRouter(_ store: any StateStore, _ body: (TealRouter) async throws -> Void) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var route = Route(name: "shop", blue: PoolSpec(instances: [InstanceAddress(host: "127.0.0.1", port: 1)]))
+    route.health.enabled = false
+    var configuration = ProxyConfiguration()
+    configuration.listenPort = 0
+    let router = TealRouter(routes: [route], configuration: configuration, group: group, store: store)
+    _ = try await router.start()
+    var failure: (any Error)?
+    do { try await body(router) } catch { failure = error }
+    router.releases.stopAll()
+    await router.shutdown()
+    try await group.shutdownGracefully()
+    if let failure { throw failure }
+}
+
 /// The life of a release driver with leases, against `LeasingStore`: lease won, lost, renewed
 /// late, the save refused, an orphan taken over.
 @Suite("Release leases", .serialized)
 struct ReleaseLeaseTests {
     static func withRouter(_ body: (TealRouter, LeasingStore) async throws -> Void) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let store = LeasingStore()
-        var route = Route(name: "shop", blue: PoolSpec(instances: [InstanceAddress(host: "127.0.0.1", port: 1)]))
-        route.health.enabled = false
-        var configuration = ProxyConfiguration()
-        configuration.listenPort = 0
-        let router = TealRouter(routes: [route], configuration: configuration, group: group, store: store)
-        _ = try await router.start()
-        do {
-            try await body(router, store)
-        } catch {
-            router.releases.stopAll()
-            await router.shutdown()
-            try await group.shutdownGracefully()
-            throw error
-        }
-        router.releases.stopAll()
-        await router.shutdown()
-        try await group.shutdownGracefully()
+        try await withStoreRouter(store) { try await body($0, store) }
     }
 
     static let spec: ReleaseSpec = {

@@ -1,5 +1,4 @@
 import Foundation
-import NIOPosix
 import Synchronization
 import Testing
 import TealCore
@@ -35,22 +34,14 @@ final class SlowReleaseStore: StateStore {
 struct ReleasePersistenceTests {
     @Test("a release's saves never overlap: starting it inserts one row, however slow the store (it wrote two, one left shifting forever)")
     func oneInsertPerRelease() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let store = SlowReleaseStore()
-        var route = Route(name: "shop", blue: PoolSpec(instances: [InstanceAddress(host: "127.0.0.1", port: 1)]))
-        route.health.enabled = false
-        var configuration = ProxyConfiguration()
-        configuration.listenPort = 0
-        let router = TealRouter(routes: [route], configuration: configuration, group: group, store: store)
-        _ = try await router.start()
-        var policy = RolloutPolicy(steps: [PlanStep(split: Split(blue: 1, green: 1)!), PlanStep(split: Split(blue: 0, green: 1)!)])
-        policy.hold = .seconds(3600)
-        let green = PoolSpec(version: "2", instances: [InstanceAddress(host: "127.0.0.1", port: 2)])
-        try await router.releases.start(ReleaseSpec(route: "shop", green: green, policy: policy))
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(store.insertCount == 1)
-        router.releases.stopAll()
-        await router.shutdown()
-        try await group.shutdownGracefully()
+        try await withStoreRouter(store) { router in
+            var policy = RolloutPolicy(steps: [PlanStep(split: Split(blue: 1, green: 1)!), PlanStep(split: Split(blue: 0, green: 1)!)])
+            policy.hold = .seconds(3600)
+            let green = PoolSpec(version: "2", instances: [InstanceAddress(host: "127.0.0.1", port: 2)])
+            try await router.releases.start(ReleaseSpec(route: "shop", green: green, policy: policy))
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(store.insertCount == 1)
+        }
     }
 }
