@@ -176,6 +176,8 @@ enum HeadFixture {
     @Test(arguments: [
         ("GET", true), ("HEAD", true), ("PUT", true), ("DELETE", true), ("OPTIONS", true), ("TRACE", true),
         ("POST", false), ("PATCH", false), ("CONNECT", false), ("PROPFIND", false), ("get", false), ("put", false),
+        // Found by the libFuzzer harness: only the first letter was checked for case.
+        ("GeT", false), ("HeAD", false), ("OPTIONs", false), ("DELETe", false),
     ])
     func idempotentMethods(method: String, idempotent: Bool) throws {
         let target = method == "CONNECT" ? "h:443" : "/"

@@ -298,21 +298,21 @@ struct RequestHead {
         headers.start = lineEnd + 2
     }
 
+    /// Methods are case-sensitive (RFC 9110 §9.1): `GET` is the standard one, `GeT` another
+    /// method, which the proxy must not read as GET (a `HeAD` read as HEAD would expect an
+    /// answer without a body that the instance sends with one).
     private mutating func classifyMethod(_ bytes: UnsafeRawBufferPointer) {
-        let method = 0..<methodEnd
         switch methodEnd {
-        case 3: isIdempotent = HTTPBytes.equalsIgnoringCase(bytes, method, "get") || HTTPBytes.equalsIgnoringCase(bytes, method, "put")
-        case 4: isHead = HTTPBytes.equalsIgnoringCase(bytes, method, "head"); isIdempotent = isHead
-        case 5: isIdempotent = HTTPBytes.equalsIgnoringCase(bytes, method, "trace")
-        case 6: isIdempotent = HTTPBytes.equalsIgnoringCase(bytes, method, "delete")
+        case 3: isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "GET") || HTTPBytes.equalsExactly(bytes, 0, "PUT")
+        case 4: isHead = HTTPBytes.equalsExactly(bytes, 0, "HEAD"); isIdempotent = isHead
+        case 5: isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "TRACE")
+        case 6: isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "DELETE")
         case 7:
-            isIdempotent = HTTPBytes.equalsIgnoringCase(bytes, method, "options")
+            isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "OPTIONS")
             isOptions = isIdempotent
-            isConnect = HTTPBytes.equalsIgnoringCase(bytes, method, "connect")
+            isConnect = HTTPBytes.equalsExactly(bytes, 0, "CONNECT")
         default: break
         }
-        // Methods are case-sensitive: only upper-case names count as the standard ones.
-        if bytes[0] &- 65 >= 26 { isIdempotent = false; isHead = false; isConnect = false; isOptions = false }
     }
 
     private func hasAbsoluteForm(_ bytes: UnsafeRawBufferPointer) -> Bool {
