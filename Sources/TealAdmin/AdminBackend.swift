@@ -10,7 +10,7 @@ public protocol AdminBackend: Sendable {
     /// Returns the route with the split this call set.
     func setSplit(_ split: Split, route: String, by who: String) async throws(AdminError) -> RouteView
     func startRollout(route: String, request: RolloutRequest, by who: String) async throws(AdminError) -> RolloutView
-    func rollout(route: String) throws(AdminError) -> RolloutView
+    func rollout(route: String) async throws(AdminError) -> RolloutView
     func rolloutAction(_ action: String, route: String, by who: String) async throws(AdminError) -> RolloutView
     /// The journal, oldest first (at most the latest 1000 entries).
     func events(route: String?, since: Date?) async -> [EventView]
@@ -59,9 +59,18 @@ public struct AlertmanagerPayload: Codable, Sendable {
     public struct Alert: Codable, Sendable {
         public var status: String
         public var labels: [String: String]
+
+        public init(status: String, labels: [String: String]) {
+            self.status = status
+            self.labels = labels
+        }
     }
 
     public var alerts: [Alert]
+
+    public init(alerts: [Alert]) {
+        self.alerts = alerts
+    }
 }
 
 /// What `POST /v1/alerts` did with each firing alert that named a route.

@@ -112,7 +112,7 @@ public enum AdminServer {
             return try json(try await backend.startRollout(route: name, request: body, by: requester(request)), status: .created)
         }
         v1.get("routes/:route/rollout") { _, context in
-            try json(try backend.rollout(route: try context.parameters.require("route")))
+            try json(try await backend.rollout(route: try context.parameters.require("route")))
         }
         v1.post("routes/:route/rollout/:action") { request, context in
             let name = try context.parameters.require("route")

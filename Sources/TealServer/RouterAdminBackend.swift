@@ -8,9 +8,26 @@ import TealProxy
 /// The admin API's view of a running `TealRouter`.
 public struct RouterAdminBackend: AdminBackend {
     let router: TealRouter
+    /// The admin token, which requests forwarded to another replica carry.
+    let token: String?
+    /// The Alertmanager label naming the route (for alerts forwarded to another replica).
+    let routeLabel: String
 
-    public init(router: TealRouter) {
+    public init(router: TealRouter, token: String? = nil, routeLabel: String = AdminServer.defaultRouteLabel) {
         self.router = router
+        self.token = token
+        self.routeLabel = routeLabel
+    }
+
+    /// The admin API of the other replica that runs `route`'s release, when this one does not
+    /// run it and the state is shared: release reads, actions and alerts for it go there.
+    private func driver(of route: String) async -> AdminClient? {
+        if let state = router.releases.state(route: route), !state.isFinal { return nil }
+        guard let follower = router.follower, let registry = router.store as? any ReplicaRegistry,
+              let listed = try? await registry.replicas(seenWithin: StateFollower.replicaTimeout),
+              let driver = listed.replicas.first(where: { $0.id != follower.replicaID && $0.drives.contains(route) && !$0.admin.isEmpty })
+        else { return nil }
+        return try? AdminClient(address: driver.admin, token: token)
     }
 
     public func routes() -> [RouteView] {
@@ -105,7 +122,7 @@ public struct RouterAdminBackend: AdminBackend {
         } catch {
             throw map(error)
         }
-        return try rollout(route: name)
+        return try await rollout(route: name)
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -121,8 +138,9 @@ public struct RouterAdminBackend: AdminBackend {
         return duration
     }
 
-    public func rollout(route name: String) throws(AdminError) -> RolloutView {
+    public func rollout(route name: String) async throws(AdminError) -> RolloutView {
         guard let route = router.controller.routes.first(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
+        if let driver = await driver(of: name) { return try await driver.send("GET", "/v1/routes/\(name)/rollout") }
         guard let state = router.releases.state(route: name), let spec = router.releases.spec(route: name) else {
             throw .notFound("route \(name) has no release")
         }
@@ -145,6 +163,7 @@ public struct RouterAdminBackend: AdminBackend {
 
     public func rolloutAction(_ action: String, route name: String, by who: String) async throws(AdminError) -> RolloutView {
         guard router.controller.routes.contains(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
+        if let driver = await driver(of: name) { return try await driver.send("POST", "/v1/routes/\(name)/rollout/\(action)") }
         let event: RolloutMachine.Event = switch action {
         case "promote": .promote(by: who)
         case "pause": .pause(by: who)
@@ -156,7 +175,7 @@ public struct RouterAdminBackend: AdminBackend {
         } catch {
             throw map(error)
         }
-        return try rollout(route: name)
+        return try await rollout(route: name)
     }
 
     public func events(route: String?, since: Date?) async -> [EventView] {
@@ -164,6 +183,16 @@ public struct RouterAdminBackend: AdminBackend {
     }
 
     public func alert(route: String, name: String) async -> String {
+        if let driver = await driver(of: route) {
+            let payload = AlertmanagerPayload(alerts: [.init(status: "firing", labels: ["alertname": name, routeLabel: route])])
+            do {
+                let results: [AlertResult] = try await driver.send("POST", "/v1/alerts", body: payload)
+                return results.first.map { "\($0.result) (on the replica that runs the release, \(driver.base.absoluteString))" }
+                    ?? "ignored by the replica that runs the release"
+            } catch {
+                return "refused: the replica that runs the release did not take it: \(error)"
+            }
+        }
         guard let state = router.releases.state(route: route), !state.isFinal else {
             return "ignored: route \(route) has no running release"
         }

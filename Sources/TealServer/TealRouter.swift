@@ -283,7 +283,7 @@ public final class TealRouter: Sendable {
                                  adminConnections: admin?.maxConnections ?? 0, logger: logger)
         if let admin {
             follower?.setAdminAddress(admin.host.contains(":") ? "[\(admin.host)]:\(admin.port)" : "\(admin.host):\(admin.port)")
-            let backend = RouterAdminBackend(router: self), logger = self.logger
+            let backend = RouterAdminBackend(router: self, token: admin.token, routeLabel: admin.alertRouteLabel), logger = self.logger
             try admin.validate()
             // Taking over, the predecessor holds the admin port until it starts draining.
             services.append(RetryingBind(retryFor: predecessor == nil ? .zero : drainTimeout + .seconds(5), logger: logger) {

@@ -128,6 +128,11 @@ struct PostgresServeTests {
                 // Another replica refuses to start it again: the release is run where it started.
                 let again = try await TealProcess.run(["rollout", "start", "shop"], environment: ["TEAL_ADMIN": "127.0.0.1:\(others[0].admin)"])
                 #expect(again.status == 2 && again.output.contains("another replica runs the release of shop"), "\(again.output)")
+                // Any replica answers for the release: the others ask the one that runs it.
+                try await Task.sleep(for: .milliseconds(1500))  // its report says it drives the release
+                let elsewhere: RolloutView = try await AdminClient(address: "127.0.0.1:\(others[1].admin)", token: nil)
+                    .send("GET", "/v1/routes/shop/rollout")
+                #expect(elsewhere.state == "shifting" && elsewhere.steps == ["3/1", "1/3", "0/1"], "\(elsewhere)")
                 // Wait for step 2, then kill the driver.
                 let watcher = try AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil)
                 var view: RolloutView = try await watcher.send("GET", "/v1/routes/shop/rollout")
