@@ -23,6 +23,9 @@ public protocol AdminBackend: Sendable {
     func metrics() async -> [UInt8]
     /// The replicas sharing this one's state store (this one alone with a state file).
     func replicas() async throws(AdminError) -> [ReplicaView]
+    /// `nil` when ready to take traffic (state loaded, and with a shared store caught up with it
+    /// once); else why not.
+    func notReady() -> String?
 }
 
 /// One replica, as `GET /v1/replicas` shows it.

@@ -60,6 +60,7 @@ public enum AdminServer {
     /// these, and another method on one of these paths is answered 405 with `Allow`.
     static let endpoints: [(path: String, methods: [HTTPRequest.Method])] = [
         ("/healthz", [.get]),
+        ("/readyz", [.get]),
         ("/metrics", [.get]),
         ("/v1/openapi.yaml", [.get]),
         ("/v1/routes", [.get]),
@@ -78,6 +79,11 @@ public enum AdminServer {
         // First, so that it wraps every endpoint and the not-found answer.
         router.add(middleware: HTTPSemanticsMiddleware())
         router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/readyz") { _, _ in
+            let reason = backend.notReady()
+            return Response(status: reason == nil ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: reason.map { "not ready: \($0)\n" } ?? "ready\n")))
+        }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: await backend.metrics())))

@@ -247,6 +247,12 @@ public struct RouterAdminBackend: AdminBackend {
         return router.metrics.render(MetricsSnapshot(routes: routes, clientConnections: router.proxy.clientConnectionCount, store: store))
     }
 
+    public func notReady() -> String? {
+        guard router.proxy.localAddress != nil else { return "the proxy is not listening yet" }
+        if let follower = router.follower, !follower.hasSynced { return "the state in PostgreSQL has not been read since start-up" }
+        return nil
+    }
+
     public func replicas() async throws(AdminError) -> [ReplicaView] {
         let now = Date()
         guard let follower = router.follower, let registry = router.store as? any ReplicaRegistry else {

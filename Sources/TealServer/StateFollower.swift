@@ -14,6 +14,8 @@ public final class StateFollower: Service, Sendable {
     private struct Status {
         var up = false
         var outageLogged = false
+        /// A full read of the stored state succeeded since start-up.
+        var synced = false
     }
 
     private let feed: any StateChangeFeed
@@ -54,6 +56,9 @@ public final class StateFollower: Service, Sendable {
 
     /// Whether the change feed is connected now.
     public var isUp: Bool { status.withLock { $0.up } }
+    /// Whether this replica has read the whole stored state since it started (it stays so while
+    /// the database is away: it serves the last state it had).
+    public var hasSynced: Bool { status.withLock { $0.synced } }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -159,6 +164,7 @@ public final class StateFollower: Service, Sendable {
     public func resync() async {
         do {
             for stored in try await feed.storedRoutes() { await adopt(stored) }
+            status.withLock { $0.synced = true }
         } catch {
             logger.debug("state resync failed", metadata: ["cause": "\(error)"])
         }

@@ -26,7 +26,7 @@ struct OpenAPIContractTests {
             #expect(document["openapi"] as? String == "3.0.3")
             let paths = try #require(document["paths"] as? [String: [String: Any]])
             let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]])
-            #expect(Set(paths.keys) == ["/healthz", "/metrics", "/v1/openapi.yaml", "/v1/reload", "/v1/routes", "/v1/routes/{route}", "/v1/routes/{route}/split",
+            #expect(Set(paths.keys) == ["/healthz", "/readyz", "/metrics", "/v1/openapi.yaml", "/v1/reload", "/v1/routes", "/v1/routes/{route}", "/v1/routes/{route}/split",
                                         "/v1/routes/{route}/rollout", "/v1/routes/{route}/rollout/{action}", "/v1/events", "/v1/alerts", "/v1/replicas"])
             // Order matters for state: start a release before acting on it.
             let order = ["get", "head", "post", "put"]

@@ -97,6 +97,8 @@ struct PostgresServeTests {
                 let table = try await TealProcess.run(["replicas"], environment: ["TEAL_ADMIN": "127.0.0.1:\(replicas[0].admin)"])
                 #expect(table.status == 0 && table.output.contains("REVISION") && table.output.contains("127.0.0.1:\(first.adminPort)"),
                         "\(table.output)")
+                let ready = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/readyz"])
+                #expect(ready.output == "ready\n", "\(ready.output)")
                 let metrics = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/metrics"])
                 func gauge(_ name: String) -> Double? {
                     metrics.output.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
