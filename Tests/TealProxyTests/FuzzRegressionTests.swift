@@ -24,19 +24,8 @@ enum HTTPFuzzChecks {
         case chunked
     }
 
-    /// Defects the fuzzer found that are reported and not fixed yet: an input that shows one is
-    /// not a violation, it is returned by `run`, so that fuzzing goes on past it.
-    enum Finding: String, CaseIterable, Sendable {
-        /// `RequestHead.classifyMethod` looks only at the case of the method's first byte, so
-        /// `HeAD`, `GeT`, `CoNNECT`, `OpTIONS` are taken for `HEAD`, `GET`, `CONNECT`, `OPTIONS`
-        /// (methods are case-sensitive, RFC 9110 §9.1). For `HeAD` the answer is then read as
-        /// bodiless (`requestIsHead`), while an upstream that does not know the method may send a body.
-        case mixedCaseMethod = "mixed-case-method"
-    }
-
-    /// Checks `input` as `target`; throws `HTTPFuzzViolation` for a broken invariant, returns the
-    /// known defects the input shows.
-    static func run(_ target: Target, _ input: [UInt8]) throws -> Set<Finding> {
+    /// Checks `input` as `target`; throws `HTTPFuzzViolation` for a broken invariant.
+    static func run(_ target: Target, _ input: [UInt8]) throws {
         switch target {
         case .request: try checkRequest(input)
         case .response: try checkResponse(input)
@@ -190,22 +179,21 @@ enum HTTPFuzzChecks {
         }
     }
 
-    static func checkRequest(_ input: [UInt8]) throws -> Set<Finding> {
+    static func checkRequest(_ input: [UInt8]) throws {
         var bytes = input
         if referenceHeadEnd(bytes) == nil { bytes += [13, 10, 13, 10] }
-        guard let headEnd = try checkHeadEnd(bytes) else { return [] }
-        return try withExactCopy(bytes) { raw in
+        guard let headEnd = try checkHeadEnd(bytes) else { return }
+        try withExactCopy(bytes) { raw in
             let result = parseRequest(raw, headEnd)
             // The bytes after the head (a body, the next request) change nothing.
             let alone = withExactCopy(bytes[..<headEnd]) { account(parseRequest($0, headEnd)) }
             try expect(alone == account(result), "parsed alone: \(alone), with what follows: \(account(result))")
-            guard case .success(let head) = result else { return [] }
-            return try checkRequestHead(raw, head)
+            guard case .success(let head) = result else { return }
+            try checkRequestHead(raw, head)
         }
     }
 
-    static func checkRequestHead(_ raw: UnsafeRawBufferPointer, _ head: RequestHead) throws -> Set<Finding> {
-        var findings: Set<Finding> = []
+    static func checkRequestHead(_ raw: UnsafeRawBufferPointer, _ head: RequestHead) throws {
         let headEnd = head.headers.headEnd
         let lines = try checkLines(raw, head.headers)
         let lineEnd = head.headers.start - 2
@@ -222,11 +210,7 @@ enum HTTPFuzzChecks {
             head.isHead == (name == "HEAD") && head.isConnect == (name == "CONNECT") && head.isOptions == (name == "OPTIONS")
                 && (!head.isIdempotent || ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"].contains(name))
         }
-        if !classifiedAs(method) {
-            try expect(classifiedAs(method.uppercased()) && method.first?.isUppercase == true,
-                       "method \(method) classified head \(head.isHead) connect \(head.isConnect) options \(head.isOptions) idempotent \(head.isIdempotent)")
-            findings.insert(.mixedCaseMethod)
-        }
+        try expect(classifiedAs(method), "method \(method) classified head \(head.isHead) connect \(head.isConnect) options \(head.isOptions) idempotent \(head.isIdempotent)")
         let first = raw[head.target.lowerBound]
         try expect(head.isConnect || first == UInt8(ascii: "/") || first == UInt8(ascii: "*") || head.authority(raw) != nil,
                    "target \(text(raw[head.target])) is neither origin, asterisk nor absolute form")
@@ -287,7 +271,6 @@ enum HTTPFuzzChecks {
 
         // The limits cut exactly where they say.
         try checkLimits(raw, head, lines.count)
-        return findings
     }
 
     static func checkLimits(_ raw: UnsafeRawBufferPointer, _ head: RequestHead, _ lineCount: Int) throws {
@@ -316,10 +299,10 @@ enum HTTPFuzzChecks {
         Result { () throws(RequestHeadError) in try ResponseHead.parse(raw, headEnd: headEnd, requestIsHead: requestIsHead) }
     }
 
-    static func checkResponse(_ input: [UInt8]) throws -> Set<Finding> {
+    static func checkResponse(_ input: [UInt8]) throws {
         var bytes = input
         if referenceHeadEnd(bytes) == nil { bytes += [13, 10, 13, 10] }
-        guard let headEnd = try checkHeadEnd(bytes) else { return [] }
+        guard let headEnd = try checkHeadEnd(bytes) else { return }
         try withExactCopy(bytes) { raw in
             let other = parseResponse(raw, headEnd, false)
             let afterHead = parseResponse(raw, headEnd, true)
@@ -338,7 +321,6 @@ enum HTTPFuzzChecks {
                 throw HTTPFuzzViolation(description: "accepted for one request method only: \(account(other)) / \(account(afterHead))")
             }
         }
-        return []
     }
 
     static func checkResponseHead(_ raw: UnsafeRawBufferPointer, _ head: ResponseHead) throws {
@@ -506,8 +488,8 @@ enum HTTPFuzzChecks {
         }
     }
 
-    static func checkChunked(_ input: [UInt8]) throws -> Set<Finding> {
-        guard let control = input.first else { return [] }
+    static func checkChunked(_ input: [UInt8]) throws {
+        guard let control = input.first else { return }
         let body = Array(input.dropFirst())
         var random = SplitMix(state: UInt64(control) << 32 | UInt64(body.count))
         let cuts = (0..<(1 + random.below(4))).map { _ in random.below(body.count + 1) }.sorted()
@@ -530,7 +512,7 @@ enum HTTPFuzzChecks {
         let reference = referenceDecode(body)
         switch whole.feed {
         case .invalid:
-            return []
+            return
         case .consumed(let count, done: false):
             try expect(count == body.count, "consumed \(count) of \(body.count) bytes without finding the end")
             if case .complete(_, _, let end) = reference {
@@ -579,7 +561,6 @@ enum HTTPFuzzChecks {
             try expect(total == expected && data == Array(body[..<expected]) && tracker.isDone == done,
                        "BodyTracker(\(framing)): consumed \(total), done \(tracker.isDone), expected \(expected), done \(done)")
         }
-        return []
     }
 }
 
@@ -590,8 +571,7 @@ enum HTTPFuzzChecks {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("fuzz")
 
-    /// The files for `target`: `fuzz/corpus/<target>/*` and `fuzz/regressions/<target>-*`. A
-    /// regression named `<target>-<finding>-*` shows a known defect (`HTTPFuzzChecks.Finding`).
+    /// The files for `target`: `fuzz/corpus/<target>/*` and `fuzz/regressions/<target>-*`.
     static func inputs(_ target: HTTPFuzzChecks.Target) throws -> [URL] {
         let files = FileManager.default
         let corpus = fuzzDirectory.appendingPathComponent("corpus").appendingPathComponent(target.rawValue)
@@ -608,23 +588,10 @@ enum HTTPFuzzChecks {
         #expect(!files.isEmpty)
         for file in files {
             let bytes = try [UInt8](Data(contentsOf: file))
-            let name = file.lastPathComponent
-            let known = HTTPFuzzChecks.Finding.allCases.first { name.hasPrefix("\(target.rawValue)-\($0.rawValue)-") }
-            let findings: Set<HTTPFuzzChecks.Finding>
             do {
-                findings = try HTTPFuzzChecks.run(target, bytes)
+                try HTTPFuzzChecks.run(target, bytes)
             } catch {
-                Issue.record("\(name): \(error)")
-                continue
-            }
-            for finding in findings where finding != known {
-                Issue.record("\(name): \(finding.rawValue)")
-            }
-            if let known {
-                // Fails once the defect is fixed: then rename the file to <target>-fixed-....
-                withKnownIssue("\(name): \(known.rawValue), not fixed yet") {
-                    if findings.contains(known) { Issue.record("\(name): \(known.rawValue)") }
-                }
+                Issue.record("\(file.lastPathComponent): \(error)")
             }
         }
     }
