@@ -46,7 +46,7 @@ public enum LatencyBuckets {
 
 /// Counts of one pool's traffic over some span: requests, errors by kind, and a latency histogram.
 /// A plain value: subtract an earlier snapshot from a later one to get a window.
-public struct PoolStatistics: Sendable, Hashable {
+public struct PoolStatistics: Sendable, Hashable, Codable {
     /// Requests finished (answered by an instance, or failed).
     public var requests: UInt64 = 0
     /// Answers with status 500...599 from instances.

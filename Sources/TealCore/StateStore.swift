@@ -182,6 +182,30 @@ public protocol ReleaseLeases: Sendable {
     func unledReleases() async throws(StateStoreError) -> [String]
 }
 
+/// One replica's cumulative traffic counts of one route's pools, as it publishes them.
+public struct TrafficReport: Sendable, Hashable, Codable {
+    public var route: String
+    public var blue: PoolStatistics
+    public var green: PoolStatistics
+
+    public init(route: String, blue: PoolStatistics, green: PoolStatistics) {
+        self.route = route
+        self.blue = blue
+        self.green = green
+    }
+}
+
+/// Traffic counts shared between replicas, so the replica that runs a release judges the
+/// traffic of all of them: each publishes the counts it already keeps (nothing new on the
+/// request path), the driver sums the others' with its own.
+public protocol TrafficExchange: Sendable {
+    /// Publishes this replica's cumulative counts of these routes.
+    func publishTraffic(_ reports: [TrafficReport]) async throws(StateStoreError)
+    /// The other replicas' latest counts of `routes`, published within `window`: one report a
+    /// route, the sum over those replicas.
+    func othersTraffic(routes: [String], within window: Duration) async throws(StateStoreError) -> [TrafficReport]
+}
+
 /// A store that knows the replicas using it: each reports itself every second or so.
 public protocol ReplicaRegistry: Sendable {
     /// This process's identity in the store (its leases and reports carry it).

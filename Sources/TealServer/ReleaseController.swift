@@ -44,6 +44,8 @@ public final class ReleaseController: Sendable {
     let runs = Mutex<[String: ReleaseRun]>([:])
     private let journal = Mutex<[JournalEntry]>([])
     private let store: (any StateStore)?
+    /// The other replicas' latest traffic counts of the routes this replica runs releases of.
+    public let fleet = FleetTraffic()
     /// Leases on releases when the store is shared: exactly one replica runs a release.
     let leases: (any ReleaseLeases)?
     /// The routes whose release lease this replica holds, and when each was last renewed.
@@ -389,10 +391,13 @@ public final class ReleaseController: Sendable {
     }
 
     /// Windows of both pools' traffic for a route.
+    /// The route's cumulative counts as the verdict judges them: this replica's, plus those the
+    /// other replicas published lately when the state is shared (`FleetTraffic`).
     func statistics(route: String) -> (blue: PoolStatistics, green: PoolStatistics)? {
         guard let blue = routing.statistics(route: route, pool: .blue),
               let green = routing.statistics(route: route, pool: .green) else { return nil }
-        return (blue, green)
+        guard let others = fleet.others(route: route) else { return (blue, green) }
+        return (blue.adding(others.blue), green.adding(others.green))
     }
 
     /// Sends every smoke request to every instance, directly.
@@ -704,5 +709,32 @@ final class PipeTailReader: Sendable {
             if finished { continuation.resume() }
         }
         return tail.withLock { $0.summary }
+    }
+}
+
+/// The other replicas' traffic counts of routes whose release this replica runs, as last read
+/// from the shared store (`StateFollower` reads them every 100 ms). Counts older than `maxAge`
+/// are not used: a replica that stopped publishing drops out of the sum.
+public final class FleetTraffic: Sendable {
+    private let reports = Mutex<[String: (report: TrafficReport, at: ContinuousClock.Instant)]>([:])
+    static let maxAge = Duration.seconds(1)
+
+    public init() {}
+
+    /// Replaces the counts of `routes` by `latest` (a route missing from it has no other
+    /// replica's counts now).
+    public func update(routes: [String], latest: [TrafficReport], at now: ContinuousClock.Instant = .now) {
+        reports.withLock { reports in
+            for route in routes { reports[route] = nil }
+            for report in latest { reports[report.route] = (report, now) }
+        }
+    }
+
+    /// The other replicas' summed counts of `route`, when read lately.
+    public func others(route: String, now: ContinuousClock.Instant = .now) -> TrafficReport? {
+        reports.withLock { reports in
+            guard let entry = reports[route], now - entry.at <= Self.maxAge else { return nil }
+            return entry.report
+        }
     }
 }

@@ -32,10 +32,17 @@ public final class StateFollower: Service, Sendable {
     /// A replica not heard from for this long is not listed any more.
     public static let replicaTimeout = Duration.seconds(5)
 
-    /// `drives` tells which routes' releases this replica runs.
+    /// The other replicas' counts of the routes this one runs releases of, read every
+    /// `trafficInterval` (when the store is a `TrafficExchange`).
+    private let fleet: FleetTraffic?
+    static let trafficInterval = Duration.milliseconds(100)
+
+    /// `drives` tells which routes' releases this replica runs; `fleet` receives the other
+    /// replicas' traffic counts of those routes.
     public init(feed: any StateChangeFeed, controller: RoutingController, resyncInterval: Duration = .seconds(5),
-                drives: @escaping @Sendable () -> [String] = { [] }, logger: Logger = Logger(label: "teal.state")) {
+                drives: @escaping @Sendable () -> [String] = { [] }, fleet: FleetTraffic? = nil, logger: Logger = Logger(label: "teal.state")) {
         self.feed = feed
+        self.fleet = fleet
         self.controller = controller
         self.resyncInterval = resyncInterval
         self.drives = drives
@@ -66,6 +73,7 @@ public final class StateFollower: Service, Sendable {
                 group.addTask { await self.follow() }
                 group.addTask { await self.resyncPeriodically() }
                 group.addTask { await self.reportPeriodically() }
+                group.addTask { await self.exchangeTraffic() }
             }
         }
         // Leaving the list is a courtesy (a replica not heard from drops off it after
@@ -82,6 +90,30 @@ public final class StateFollower: Service, Sendable {
             let record = self.record
             await Self.waiting(atMost: Self.reportInterval) { try? await registry.report(record) }
             try? await Task.sleep(for: Self.reportInterval)
+        }
+    }
+
+    /// Every `trafficInterval`: publishes this replica's counts of the routes that have a green
+    /// pool (a release may be judging them), and reads the others' counts of the routes whose
+    /// release this replica runs. Only counters the data plane keeps anyway are read.
+    private func exchangeTraffic() async {
+        guard let exchange = feed as? any TrafficExchange else { return }
+        while !Task.isCancelled {
+            let reports = controller.routes.filter { $0.green != nil }.compactMap { route -> TrafficReport? in
+                guard let blue = controller.statistics(route: route.name, pool: .blue),
+                      let green = controller.statistics(route: route.name, pool: .green) else { return nil }
+                return TrafficReport(route: route.name, blue: blue, green: green)
+            }
+            let driven = drives()
+            let fleet = self.fleet
+            await Self.waiting(atMost: .seconds(1)) {
+                try? await exchange.publishTraffic(reports)
+                guard let fleet, !driven.isEmpty else { return }
+                if let latest = try? await exchange.othersTraffic(routes: driven, within: FleetTraffic.maxAge) {
+                    fleet.update(routes: driven, latest: latest)
+                }
+            }
+            try? await Task.sleep(for: Self.trafficInterval)
         }
     }
 

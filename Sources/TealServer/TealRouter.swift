@@ -100,7 +100,7 @@ public final class TealRouter: Sendable {
                                              resolver: resolver, logger: logger)
         let releases = self.releases
         self.follower = (store as? any StateChangeFeed).map {
-            StateFollower(feed: $0, controller: controller, drives: { releases.drivenRoutes }, logger: logger)
+            StateFollower(feed: $0, controller: controller, drives: { releases.drivenRoutes }, fleet: releases.fleet, logger: logger)
         }
     }
 

@@ -133,6 +133,18 @@ public final class PostgresStateStore: StateStore {
             )
             """,
         ]),
+        // Each replica's traffic counts of routes with a release (`TrafficExchange`).
+        ("v5", [
+            """
+            CREATE TABLE teal_traffic (
+                replica text NOT NULL,
+                route text NOT NULL,
+                record text NOT NULL,
+                updated_at double precision NOT NULL,
+                PRIMARY KEY (replica, route)
+            )
+            """,
+        ]),
     ]
 
     /// The NOTIFY channel of route saves; the payload is `<route> <revision>`.
@@ -615,6 +627,47 @@ extension PostgresStateStore: ReleaseLeases {
             var routes: [String] = []
             for try await route in rows.decode(String.self) { routes.append(route) }
             return routes
+        }
+    }
+}
+
+extension PostgresStateStore: TrafficExchange {
+    public func publishTraffic(_ reports: [TrafficReport]) async throws(StateStoreError) {
+        guard !reports.isEmpty else { return }
+        let texts = try reports.map { report throws(StateStoreError) in (report.route, try StoredRecordText.encode(report)) }
+        let replica = replicaID
+        try await write { connection, logger in
+            for (route, text) in texts {
+                _ = try await connection.query("""
+                    INSERT INTO teal_traffic (replica, route, record, updated_at)
+                    VALUES (\(replica), \(route), \(text), extract(epoch FROM clock_timestamp())::double precision)
+                    ON CONFLICT (replica, route) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at
+                    """, logger: logger)
+            }
+        }
+    }
+
+    public func othersTraffic(routes: [String], within window: Duration) async throws(StateStoreError) -> [TrafficReport] {
+        guard !routes.isEmpty else { return [] }
+        let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
+        let replica = replicaID, database = configuration.description
+        return try await read { client, logger in
+            var sums: [String: TrafficReport] = [:]
+            let rows = try await client.query("""
+                SELECT route, record FROM teal_traffic
+                WHERE replica <> \(replica) AND route = ANY(\(routes))
+                  AND updated_at > extract(epoch FROM clock_timestamp())::double precision - \(seconds)
+                """, logger: logger)
+            for try await (route, text) in rows.decode((String, String).self) {
+                let report = try StoredRecordText.decode(TrafficReport.self, text, what: "traffic of \(route)", store: database)
+                guard report.blue.latencyBuckets.count == LatencyBuckets.count, report.green.latencyBuckets.count == LatencyBuckets.count
+                else { continue }
+                var sum = sums[route] ?? TrafficReport(route: route, blue: PoolStatistics(), green: PoolStatistics())
+                sum.blue = sum.blue.adding(report.blue)
+                sum.green = sum.green.adding(report.green)
+                sums[route] = sum
+            }
+            return sums.values.sorted { $0.route < $1.route }
         }
     }
 }

@@ -171,6 +171,43 @@ struct PostgresServeTests {
         }
     }
 
+    @Test("verdicts on every replica's traffic: green failing behind the two replicas that take all the load rolls back the release the third runs, and all three serve all-blue within 1 s")
+    func fleetVerdict() async throws {
+        try await PostgresCluster.with(password: "pw") { cluster in
+            try await cluster.createDatabase("teal")
+            let state = cluster.url(database: "teal", withPassword: true)
+            try await ServedRouter.with(plan: "[1/1, 0/1]", hold: "60s", green: "bad", state: state) { driver in
+                let others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
+                defer { for replica in others { replica.process.send(SIGKILL) } }
+                // The driver gets no traffic at all: only the others' counts can tell green fails.
+                let loads = others.map { Load(url: URL(string: "http://127.0.0.1:\($0.proxy)/")!, clients: 2) }
+                let start = try await driver.teal(["rollout", "start", "shop"])
+                #expect(start.status == 0, "\(start.output)")
+                let started = ContinuousClock.now
+                let admins = [driver.adminPort] + others.map(\.admin)
+                var allBlueAt: [Int: Duration] = [:]
+                while allBlueAt.count < admins.count && ContinuousClock.now - started < .seconds(20) {
+                    for admin in admins where allBlueAt[admin] == nil {
+                        let view: RouteView = try await AdminClient(address: "127.0.0.1:\(admin)", token: nil).send("GET", "/v1/routes/shop")
+                        if view.split.green == 0 && view.rollout == "rolled-back" || view.split.green == 0 && admin != driver.adminPort
+                            && allBlueAt[driver.adminPort] != nil {
+                            allBlueAt[admin] = ContinuousClock.now - started
+                        }
+                    }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                for load in loads { _ = await load.stop() }
+                let rollout = try await driver.rollout()
+                #expect(rollout.state == "rolled-back" && (rollout.reason ?? "").contains("error rate"), "\(rollout)")
+                #expect(allBlueAt.count == 3, "\(allBlueAt)")
+                let verdict = allBlueAt[driver.adminPort] ?? .seconds(99)
+                let slowest = allBlueAt.values.max() ?? .seconds(99)
+                print("fleet verdict: driver all-blue \(verdict) after the release started, every replica \(slowest)")
+                #expect(slowest - verdict < .seconds(1), "\(allBlueAt)")
+            }
+        }
+    }
+
     @Test("PostgreSQL stopped under load: both replicas serve on with zero failed requests, a split write answers 503 naming the store; back: the other replica catches up")
     func databaseAway() async throws {
         try await PostgresCluster.with(password: "pw") { cluster in

@@ -168,7 +168,7 @@ struct PostgresStateStoreTests {
             #expect(try await stores[0].journal(route: "shop", since: nil, limit: 100).count == 8)
             for store in stores { await store.close() }
             let migrations = try await cluster.psql("SELECT id FROM teal_schema_migrations ORDER BY id", database: "teal")
-            #expect(migrations.split(separator: "\n") == ["v1", "v2", "v3", "v4"])
+            #expect(migrations.split(separator: "\n") == ["v1", "v2", "v3", "v4", "v5"])
         }
     }
 
