@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need, when it is missing, and runs
-# `swift test` with any arguments given (`scripts/test.sh --filter OpenAPI`).
+# `swift test` with any arguments given (`scripts/test.sh --filter OpenAPI`); without arguments,
+# the whole suite and then a short libFuzzer run (fuzz/run.sh 20000).
 #
 # What the tests use besides Swift:
 # - Debian packages (apt-get, after apt-get update, only the missing ones): promtool (prometheus)
@@ -52,4 +53,7 @@ fi
 # must come within a bound, a verdict that needs enough requests in a 1 s hold).
 heavy='SchemathesisTests|AdminRobustnessTests|OutsideNumbersTests|PostgresStateStoreTests|PostgresServeTests|DifferentialFramingTests'
 swift test --skip "$heavy"
-exec swift test --skip-build --filter "$heavy"
+swift test --skip-build --filter "$heavy"
+# Last, a short bounded run of the coverage-guided fuzzer over the HTTP/1.1 parsers and the
+# chunked re-framer (fuzz/run.sh; HARDENING.md has the long runs).
+MAX_TOTAL_TIME=300 exec fuzz/run.sh 20000
