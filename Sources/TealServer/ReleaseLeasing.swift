@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TealCore
 
 /// Release leases, when replicas share a store (`ReleaseLeases`): a replica runs a release only
@@ -50,15 +51,16 @@ extension ReleaseController {
                 }
                 continue
             }
-            do {
-                if try await leases.acquireLease(route: route, ttl: Self.leaseTTL) != nil {
-                    leased.withLock { $0[route] = .now }
-                } else {
-                    depose(route: route, run: run, why: "another replica took its lease")
-                }
-            } catch {
+            // A renewal that gets no answer within a second counts as failed: the lease must not
+            // outlive its time here while the store is away.
+            switch await Self.answer(within: .seconds(1), { try await leases.acquireLease(route: route, ttl: Self.leaseTTL) }) {
+            case .some(.success(.some)):
+                leased.withLock { $0[route] = .now }
+            case .some(.success(.none)):
+                depose(route: route, run: run, why: "another replica took its lease")
+            case .some(.failure), .none:
                 if let renewed, ContinuousClock.now - renewed >= Self.leaseTTL {
-                    depose(route: route, run: run, why: "the lease could not be renewed for \(Self.leaseTTL): \(error)")
+                    depose(route: route, run: run, why: "the lease could not be renewed for \(Self.leaseTTL)")
                 }
             }
         }
@@ -76,6 +78,18 @@ extension ReleaseController {
                          route: route, source: "restart")
             await restore([route: stored])
         }
+    }
+
+    /// `operation`'s result, or `nil` when it has not come within `limit` (it goes on in the
+    /// background; a store call ends at its own timeout).
+    static func answer<T: Sendable>(within limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
+        let box = Mutex<Result<T, any Error>?>(nil)
+        await StateFollower.waiting(atMost: limit) {
+            let result: Result<T, any Error>
+            do { result = .success(try await operation()) } catch { result = .failure(error) }
+            box.withLock { $0 = result }
+        }
+        return box.withLock { $0 }
     }
 
     /// Gives up every lease this replica holds (shutdown), waiting at most a second.

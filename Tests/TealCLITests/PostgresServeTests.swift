@@ -135,11 +135,12 @@ struct PostgresServeTests {
                 let elsewhere: RolloutView = try await AdminClient(address: "127.0.0.1:\(others[1].admin)", token: nil)
                     .send("GET", "/v1/routes/shop/rollout")
                 #expect(elsewhere.state == "shifting" && elsewhere.steps == ["3/1", "1/3", "0/1"], "\(elsewhere)")
-                // Wait for step 2, then kill the driver.
+                // Wait until step 2's split is served (a step is saved before its split applies,
+                // so step 2 is durable then), then kill the driver mid-step.
                 let watcher = try AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil)
                 var view: RolloutView = try await watcher.send("GET", "/v1/routes/shop/rollout")
                 let waiting = ContinuousClock.now
-                while view.step != 2 && ContinuousClock.now - waiting < .seconds(20) {
+                while (view.step != 2 || view.split != SplitBody(blue: 1, green: 3)) && ContinuousClock.now - waiting < .seconds(20) {
                     try await Task.sleep(for: .milliseconds(50))
                     view = try await watcher.send("GET", "/v1/routes/shop/rollout")
                 }
