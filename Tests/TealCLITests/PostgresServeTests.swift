@@ -209,6 +209,45 @@ struct PostgresServeTests {
         }
     }
 
+    @Test("two replicas writing splits at once: no lost or torn state; both end on the newest stored split")
+    func concurrentSplits() async throws {
+        try await PostgresCluster.with(password: "pw") { cluster in
+            try await cluster.createDatabase("teal")
+            let state = cluster.url(database: "teal", withPassword: true)
+            try await ServedRouter.with(state: state) { first in
+                let second = try await Self.replica(of: first, state: state)
+                defer { second.process.send(SIGKILL) }
+                let clients = [try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil),
+                               try AdminClient(address: "127.0.0.1:\(second.admin)", token: nil)]
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (index, client) in clients.enumerated() {
+                        group.addTask {
+                            for change in 0..<40 {
+                                let _: RouteView = try await client.send("PUT", "/v1/routes/shop/split",
+                                                                         body: SplitBody(blue: 1 + index, green: 1 + change % 5))
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                // The stored record is whole, and both replicas come to serve it.
+                let stored = try await cluster.psql("SELECT record::jsonb -> 'split' FROM teal_routes WHERE name = 'shop'", database: "teal")
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Int], "\(stored)")
+                let expected = SplitBody(blue: json["blue"] ?? -1, green: json["green"] ?? -1)
+                #expect([1, 2].contains(expected.blue) && (1...5).contains(expected.green), "\(stored)")
+                let start = ContinuousClock.now
+                var views: [RouteView] = []
+                repeat {
+                    views = []
+                    for client in clients { views.append(try await client.send("GET", "/v1/routes/shop")) }
+                    if views.allSatisfy({ $0.split == expected }) { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                } while ContinuousClock.now - start < .seconds(10)
+                #expect(views.allSatisfy { $0.split == expected }, "stored \(expected), served \(views.map(\.split))")
+            }
+        }
+    }
+
     @Test("PostgreSQL stopped under load: both replicas serve on with zero failed requests, a split write answers 503 naming the store; back: the other replica catches up")
     func databaseAway() async throws {
         try await PostgresCluster.with(password: "pw") { cluster in
