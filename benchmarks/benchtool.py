@@ -360,7 +360,9 @@ def cmd_put_section(args):
     with open(args.body, encoding="utf-8") as f:
         body = f.read().strip("\n") + "\n"
     heading = body.splitlines()[0]
-    start = text.find(heading)
+    # The heading as a whole line ("## Chunked bodies" must not match "### Chunked bodies (...)").
+    match = re.search("^" + re.escape(heading) + "$", text, re.MULTILINE)
+    start = match.start() if match else -1
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + body + ("" if end < 0 else text[end:])
