@@ -54,258 +54,251 @@ struct PostgresServeTests {
         return (process, admin, proxy)
     }
 
-    @Test("three replicas on one database: splits set through replica 1 are served by replicas 2 and 3 within 100 ms (median of 20)")
-    func splitPropagates() async throws {
+    /// A throwaway cluster with database `teal`, and a `ServedRouter` (the first replica) on it;
+    /// `body` gets the router, the `--state` URL (for more replicas) and the cluster.
+    static func withSharedState(plan: String = "[1/1, 0/1]", hold: String = "1s", green: String = "green",
+                                _ body: (ServedRouter, String, PostgresCluster) async throws -> Void) async throws {
         try await PostgresCluster.with(password: "pw") { cluster in
             try await cluster.createDatabase("teal")
             let state = cluster.url(database: "teal", withPassword: true)
-            try await ServedRouter.with(state: state) { first in
-                let replicas = [try await Self.replica(of: first, state: state), try await Self.replica(of: first, state: state)]
-                defer { for replica in replicas { replica.process.send(SIGKILL) } }
-                let writer = try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil)
-                let readers = try replicas.map { try AdminClient(address: "127.0.0.1:\($0.admin)", token: nil) }
-                var delays: [Duration] = []
-                for change in 1...20 {
-                    let split = SplitBody(blue: change % 4, green: 1 + change % 3)
-                    let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: split)
-                    let start = ContinuousClock.now
-                    for reader in readers {
-                        while true {
-                            let view: RouteView = try await reader.send("GET", "/v1/routes/shop")
-                            if view.split == split { break }
-                            try #require(ContinuousClock.now - start < .seconds(10), "replica still serves \(view.split), not \(split)")
-                            try await Task.sleep(for: .milliseconds(2))
-                        }
+            try await ServedRouter.with(plan: plan, hold: hold, green: green, state: state) { router in
+                try await body(router, state, cluster)
+            }
+        }
+    }
+
+    @Test("three replicas on one database: splits set through replica 1 are served by replicas 2 and 3 within 100 ms (median of 20)")
+    func splitPropagates() async throws {
+        try await Self.withSharedState { first, state, cluster in
+            let replicas = [try await Self.replica(of: first, state: state), try await Self.replica(of: first, state: state)]
+            defer { for replica in replicas { replica.process.send(SIGKILL) } }
+            let writer = try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil)
+            let readers = try replicas.map { try AdminClient(address: "127.0.0.1:\($0.admin)", token: nil) }
+            var delays: [Duration] = []
+            for change in 1...20 {
+                let split = SplitBody(blue: change % 4, green: 1 + change % 3)
+                let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: split)
+                let start = ContinuousClock.now
+                for reader in readers {
+                    while true {
+                        let view: RouteView = try await reader.send("GET", "/v1/routes/shop")
+                        if view.split == split { break }
+                        try #require(ContinuousClock.now - start < .seconds(10), "replica still serves \(view.split), not \(split)")
+                        try await Task.sleep(for: .milliseconds(2))
                     }
-                    delays.append(ContinuousClock.now - start)
                 }
-                let sorted = delays.sorted()
-                print("split propagation to two replicas, 20 changes: median \(sorted[sorted.count / 2]), max \(sorted.last!)")
-                #expect(sorted[sorted.count / 2] < .milliseconds(100), "propagation delays \(sorted)")
-                #expect(sorted.last! < .seconds(1), "propagation delays \(sorted)")
-                // Every replica lists the three, each serving the newest revision (as reported
-                // within a second).
-                var listed: [ReplicaView] = try await readers[1].send("GET", "/v1/replicas")
-                let reported = ContinuousClock.now
-                while !listed.allSatisfy({ $0.lag == 0 }) && ContinuousClock.now - reported < .seconds(5) {
-                    try await Task.sleep(for: .milliseconds(100))
-                    listed = try await readers[1].send("GET", "/v1/replicas")
-                }
-                #expect(listed.count == 3 && listed.filter(\.current).count == 1, "\(listed)")
-                #expect(Set(listed.map(\.admin)) == Set([first.adminPort, replicas[0].admin, replicas[1].admin].map { "127.0.0.1:\($0)" }))
-                #expect(listed.allSatisfy { $0.lag == 0 && $0.revision > 0 && $0.seenSecondsAgo < 5 }, "\(listed)")
-                let table = try await TealProcess.run(["replicas"], environment: ["TEAL_ADMIN": "127.0.0.1:\(replicas[0].admin)"])
-                #expect(table.status == 0 && table.output.contains("REVISION") && table.output.contains("127.0.0.1:\(first.adminPort)"),
-                        "\(table.output)")
-                let ready = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/readyz"])
-                #expect(ready.output == "ready\n", "\(ready.output)")
-                let metrics = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/metrics"])
-                func gauge(_ name: String) -> Double? {
-                    metrics.output.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-                }
-                #expect(gauge("teal_state_store_up") == 1 && gauge("teal_state_revision") == Double(listed[0].revision), "\(metrics.output)")
-                // The data plane of a follower routes by it: 0/1 sends everything to green.
-                let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 0, green: 1))
-                try await Task.sleep(for: .milliseconds(300))
-                for replica in replicas {
-                    let (data, _) = try await URLSession(configuration: .ephemeral).data(from: URL(string: "http://127.0.0.1:\(replica.proxy)/")!)
-                    #expect(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "green")
-                }
+                delays.append(ContinuousClock.now - start)
+            }
+            let sorted = delays.sorted()
+            print("split propagation to two replicas, 20 changes: median \(sorted[sorted.count / 2]), max \(sorted.last!)")
+            #expect(sorted[sorted.count / 2] < .milliseconds(100), "propagation delays \(sorted)")
+            #expect(sorted.last! < .seconds(1), "propagation delays \(sorted)")
+            // Every replica lists the three, each serving the newest revision (as reported
+            // within a second).
+            var listed: [ReplicaView] = try await readers[1].send("GET", "/v1/replicas")
+            let reported = ContinuousClock.now
+            while !listed.allSatisfy({ $0.lag == 0 }) && ContinuousClock.now - reported < .seconds(5) {
+                try await Task.sleep(for: .milliseconds(100))
+                listed = try await readers[1].send("GET", "/v1/replicas")
+            }
+            #expect(listed.count == 3 && listed.filter(\.current).count == 1, "\(listed)")
+            #expect(Set(listed.map(\.admin)) == Set([first.adminPort, replicas[0].admin, replicas[1].admin].map { "127.0.0.1:\($0)" }))
+            #expect(listed.allSatisfy { $0.lag == 0 && $0.revision > 0 && $0.seenSecondsAgo < 5 }, "\(listed)")
+            let table = try await TealProcess.run(["replicas"], environment: ["TEAL_ADMIN": "127.0.0.1:\(replicas[0].admin)"])
+            #expect(table.status == 0 && table.output.contains("REVISION") && table.output.contains("127.0.0.1:\(first.adminPort)"),
+                    "\(table.output)")
+            let ready = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/readyz"])
+            #expect(ready.output == "ready\n", "\(ready.output)")
+            let metrics = try await TealProcess.runCommand(["/usr/bin/curl", "-s", "http://127.0.0.1:\(replicas[1].admin)/metrics"])
+            func gauge(_ name: String) -> Double? {
+                metrics.output.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+            }
+            #expect(gauge("teal_state_store_up") == 1 && gauge("teal_state_revision") == Double(listed[0].revision), "\(metrics.output)")
+            // The data plane of a follower routes by it: 0/1 sends everything to green.
+            let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 0, green: 1))
+            try await Task.sleep(for: .milliseconds(300))
+            for replica in replicas {
+                let (data, _) = try await URLSession(configuration: .ephemeral).data(from: URL(string: "http://127.0.0.1:\(replica.proxy)/")!)
+                #expect(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "green")
             }
         }
     }
 
     @Test("a release run by one replica that is killed with -9 mid-step is taken over by another, from the same step, and promotes; starting it again elsewhere meanwhile is refused")
     func driverTakeover() async throws {
-        try await PostgresCluster.with(password: "pw") { cluster in
-            try await cluster.createDatabase("teal")
-            let state = cluster.url(database: "teal", withPassword: true)
-            try await ServedRouter.with(plan: "[3/1, 1/3, 0/1]", hold: "3s", state: state) { driver in
-                let others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
-                defer { for replica in others { replica.process.send(SIGKILL) } }
-                // Traffic through every replica: the verdict judges the driver's own traffic.
-                let loads = others.map { Load(url: URL(string: "http://127.0.0.1:\($0.proxy)/")!, clients: 1) } + [driver.load()]
-                let start = try await driver.teal(["rollout", "start", "shop"])
-                #expect(start.status == 0, "\(start.output)")
-                // Another replica refuses to start it again: the release is run where it started.
-                let again = try await TealProcess.run(["rollout", "start", "shop"], environment: ["TEAL_ADMIN": "127.0.0.1:\(others[0].admin)"])
-                #expect(again.status == 2 && again.output.contains("another replica runs the release of shop"), "\(again.output)")
-                // Any replica answers for the release: the others ask the one that runs it.
-                try await Task.sleep(for: .milliseconds(1500))  // its report says it drives the release
-                let elsewhere: RolloutView = try await AdminClient(address: "127.0.0.1:\(others[1].admin)", token: nil)
-                    .send("GET", "/v1/routes/shop/rollout")
-                #expect(elsewhere.state == "shifting" && elsewhere.steps == ["3/1", "1/3", "0/1"], "\(elsewhere)")
-                // Wait until step 2's split is served (a step is saved before its split applies,
-                // so step 2 is durable then), then kill the driver mid-step.
-                let watcher = try AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil)
-                var view: RolloutView = try await watcher.send("GET", "/v1/routes/shop/rollout")
-                let waiting = ContinuousClock.now
-                while (view.step != 2 || view.split != SplitBody(blue: 1, green: 3)) && ContinuousClock.now - waiting < .seconds(20) {
-                    try await Task.sleep(for: .milliseconds(50))
-                    view = try await watcher.send("GET", "/v1/routes/shop/rollout")
-                }
-                try #require(view.step == 2 && view.state == "shifting", "\(view)")
-                driver.server.send(SIGKILL)
-                let killed = ContinuousClock.now
-
-                // One of the others takes it over at step 2 within the lease time (4 s) and a
-                // renewal round, and the release promotes.
-                var continued: (Int, RolloutView)?
-                while continued == nil && ContinuousClock.now - killed < .seconds(15) {
-                    for (index, replica) in others.enumerated() {
-                        let client = try AdminClient(address: "127.0.0.1:\(replica.admin)", token: nil)
-                        if let view: RolloutView = try? await client.send("GET", "/v1/routes/shop/rollout") { continued = (index, view) }
-                    }
-                    if continued == nil { try await Task.sleep(for: .milliseconds(50)) }
-                }
-                let takeover = ContinuousClock.now - killed
-                let (index, resumed) = try #require(continued, "no replica took the release over")
-                #expect(resumed.step ?? 0 >= 2 && takeover < .seconds(6), "\(resumed) after \(takeover)")
-                print("release taken over by another replica \(takeover) after kill -9, at step \(resumed.step ?? 0)")
-                let follower = try AdminClient(address: "127.0.0.1:\(others[index].admin)", token: nil)
-                let outcome = await follower.waitForOutcome(route: "shop", timeout: .seconds(30))
-                #expect(outcome.code == 0, "\(String(describing: outcome.view))")
-                let events: [EventView] = try await follower.send("GET", "/v1/events?route=shop")
-                #expect(events.contains { $0.text.contains("taken over") && $0.text.contains("step 2") }, "\(events.map(\.text))")
-                for load in loads { _ = await load.stop() }
+        try await Self.withSharedState(plan: "[3/1, 1/3, 0/1]", hold: "3s") { driver, state, cluster in
+            let others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
+            defer { for replica in others { replica.process.send(SIGKILL) } }
+            // Traffic through every replica: the verdict judges the driver's own traffic.
+            let loads = others.map { Load(url: URL(string: "http://127.0.0.1:\($0.proxy)/")!, clients: 1) } + [driver.load()]
+            let start = try await driver.teal(["rollout", "start", "shop"])
+            #expect(start.status == 0, "\(start.output)")
+            // Another replica refuses to start it again: the release is run where it started.
+            let again = try await TealProcess.run(["rollout", "start", "shop"], environment: ["TEAL_ADMIN": "127.0.0.1:\(others[0].admin)"])
+            #expect(again.status == 2 && again.output.contains("another replica runs the release of shop"), "\(again.output)")
+            // Any replica answers for the release: the others ask the one that runs it.
+            try await Task.sleep(for: .milliseconds(1500))  // its report says it drives the release
+            let elsewhere: RolloutView = try await AdminClient(address: "127.0.0.1:\(others[1].admin)", token: nil)
+                .send("GET", "/v1/routes/shop/rollout")
+            #expect(elsewhere.state == "shifting" && elsewhere.steps == ["3/1", "1/3", "0/1"], "\(elsewhere)")
+            // Wait until step 2's split is served (a step is saved before its split applies,
+            // so step 2 is durable then), then kill the driver mid-step.
+            let watcher = try AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil)
+            var view: RolloutView = try await watcher.send("GET", "/v1/routes/shop/rollout")
+            let waiting = ContinuousClock.now
+            while (view.step != 2 || view.split != SplitBody(blue: 1, green: 3)) && ContinuousClock.now - waiting < .seconds(20) {
+                try await Task.sleep(for: .milliseconds(50))
+                view = try await watcher.send("GET", "/v1/routes/shop/rollout")
             }
+            try #require(view.step == 2 && view.state == "shifting", "\(view)")
+            driver.server.send(SIGKILL)
+            let killed = ContinuousClock.now
+
+            // One of the others takes it over at step 2 within the lease time (4 s) and a
+            // renewal round, and the release promotes.
+            var continued: (Int, RolloutView)?
+            while continued == nil && ContinuousClock.now - killed < .seconds(15) {
+                for (index, replica) in others.enumerated() {
+                    let client = try AdminClient(address: "127.0.0.1:\(replica.admin)", token: nil)
+                    if let view: RolloutView = try? await client.send("GET", "/v1/routes/shop/rollout") { continued = (index, view) }
+                }
+                if continued == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            let takeover = ContinuousClock.now - killed
+            let (index, resumed) = try #require(continued, "no replica took the release over")
+            #expect(resumed.step ?? 0 >= 2 && takeover < .seconds(6), "\(resumed) after \(takeover)")
+            print("release taken over by another replica \(takeover) after kill -9, at step \(resumed.step ?? 0)")
+            let follower = try AdminClient(address: "127.0.0.1:\(others[index].admin)", token: nil)
+            let outcome = await follower.waitForOutcome(route: "shop", timeout: .seconds(30))
+            #expect(outcome.code == 0, "\(String(describing: outcome.view))")
+            let events: [EventView] = try await follower.send("GET", "/v1/events?route=shop")
+            #expect(events.contains { $0.text.contains("taken over") && $0.text.contains("step 2") }, "\(events.map(\.text))")
+            for load in loads { _ = await load.stop() }
         }
     }
 
     @Test("verdicts on every replica's traffic: green failing behind the two replicas that take all the load rolls back the release the third runs, and all three serve all-blue within 1 s")
     func fleetVerdict() async throws {
-        try await PostgresCluster.with(password: "pw") { cluster in
-            try await cluster.createDatabase("teal")
-            let state = cluster.url(database: "teal", withPassword: true)
-            try await ServedRouter.with(plan: "[1/1, 0/1]", hold: "60s", green: "bad", state: state) { driver in
-                let others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
-                defer { for replica in others { replica.process.send(SIGKILL) } }
-                // The driver gets no traffic at all: only the others' counts can tell green fails.
-                let loads = others.map { Load(url: URL(string: "http://127.0.0.1:\($0.proxy)/")!, clients: 2) }
-                let start = try await driver.teal(["rollout", "start", "shop"])
-                #expect(start.status == 0, "\(start.output)")
-                let started = ContinuousClock.now
-                let admins = [driver.adminPort] + others.map(\.admin)
-                var allBlueAt: [Int: Duration] = [:]
-                while allBlueAt.count < admins.count && ContinuousClock.now - started < .seconds(20) {
-                    for admin in admins where allBlueAt[admin] == nil {
-                        let view: RouteView = try await AdminClient(address: "127.0.0.1:\(admin)", token: nil).send("GET", "/v1/routes/shop")
-                        if view.split.green == 0 && view.rollout == "rolled-back" || view.split.green == 0 && admin != driver.adminPort
-                            && allBlueAt[driver.adminPort] != nil {
-                            allBlueAt[admin] = ContinuousClock.now - started
-                        }
+        try await Self.withSharedState(plan: "[1/1, 0/1]", hold: "60s", green: "bad") { driver, state, cluster in
+            let others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
+            defer { for replica in others { replica.process.send(SIGKILL) } }
+            // The driver gets no traffic at all: only the others' counts can tell green fails.
+            let loads = others.map { Load(url: URL(string: "http://127.0.0.1:\($0.proxy)/")!, clients: 2) }
+            let start = try await driver.teal(["rollout", "start", "shop"])
+            #expect(start.status == 0, "\(start.output)")
+            let started = ContinuousClock.now
+            let admins = [driver.adminPort] + others.map(\.admin)
+            var allBlueAt: [Int: Duration] = [:]
+            while allBlueAt.count < admins.count && ContinuousClock.now - started < .seconds(20) {
+                for admin in admins where allBlueAt[admin] == nil {
+                    let view: RouteView = try await AdminClient(address: "127.0.0.1:\(admin)", token: nil).send("GET", "/v1/routes/shop")
+                    if view.split.green == 0 && view.rollout == "rolled-back" || view.split.green == 0 && admin != driver.adminPort
+                        && allBlueAt[driver.adminPort] != nil {
+                        allBlueAt[admin] = ContinuousClock.now - started
                     }
-                    try await Task.sleep(for: .milliseconds(10))
                 }
-                for load in loads { _ = await load.stop() }
-                let rollout = try await driver.rollout()
-                #expect(rollout.state == "rolled-back" && (rollout.reason ?? "").contains("error rate"), "\(rollout)")
-                #expect(allBlueAt.count == 3, "\(allBlueAt)")
-                let verdict = allBlueAt[driver.adminPort] ?? .seconds(99)
-                let slowest = allBlueAt.values.max() ?? .seconds(99)
-                print("fleet verdict: driver all-blue \(verdict) after the release started, every replica \(slowest)")
-                #expect(slowest - verdict < .seconds(1), "\(allBlueAt)")
+                try await Task.sleep(for: .milliseconds(10))
             }
+            for load in loads { _ = await load.stop() }
+            let rollout = try await driver.rollout()
+            #expect(rollout.state == "rolled-back" && (rollout.reason ?? "").contains("error rate"), "\(rollout)")
+            #expect(allBlueAt.count == 3, "\(allBlueAt)")
+            let verdict = allBlueAt[driver.adminPort] ?? .seconds(99)
+            let slowest = allBlueAt.values.max() ?? .seconds(99)
+            print("fleet verdict: driver all-blue \(verdict) after the release started, every replica \(slowest)")
+            #expect(slowest - verdict < .seconds(1), "\(allBlueAt)")
         }
     }
 
     @Test("two replicas writing splits at once: no lost or torn state; both end on the newest stored split")
     func concurrentSplits() async throws {
-        try await PostgresCluster.with(password: "pw") { cluster in
-            try await cluster.createDatabase("teal")
-            let state = cluster.url(database: "teal", withPassword: true)
-            try await ServedRouter.with(state: state) { first in
-                let second = try await Self.replica(of: first, state: state)
-                defer { second.process.send(SIGKILL) }
-                let clients = [try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil),
-                               try AdminClient(address: "127.0.0.1:\(second.admin)", token: nil)]
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (index, client) in clients.enumerated() {
-                        group.addTask {
-                            for change in 0..<40 {
-                                let _: RouteView = try await client.send("PUT", "/v1/routes/shop/split",
-                                                                         body: SplitBody(blue: 1 + index, green: 1 + change % 5))
-                            }
+        try await Self.withSharedState { first, state, cluster in
+            let second = try await Self.replica(of: first, state: state)
+            defer { second.process.send(SIGKILL) }
+            let clients = [try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil),
+                           try AdminClient(address: "127.0.0.1:\(second.admin)", token: nil)]
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, client) in clients.enumerated() {
+                    group.addTask {
+                        for change in 0..<40 {
+                            let _: RouteView = try await client.send("PUT", "/v1/routes/shop/split",
+                                                                     body: SplitBody(blue: 1 + index, green: 1 + change % 5))
                         }
                     }
-                    try await group.waitForAll()
                 }
-                // The stored record is whole, and both replicas come to serve it.
-                let stored = try await cluster.psql("SELECT record::jsonb -> 'split' FROM teal_routes WHERE name = 'shop'", database: "teal")
-                let json = try #require(try JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Int], "\(stored)")
-                let expected = SplitBody(blue: json["blue"] ?? -1, green: json["green"] ?? -1)
-                #expect([1, 2].contains(expected.blue) && (1...5).contains(expected.green), "\(stored)")
-                let start = ContinuousClock.now
-                var views: [RouteView] = []
-                repeat {
-                    views = []
-                    for client in clients { views.append(try await client.send("GET", "/v1/routes/shop")) }
-                    if views.allSatisfy({ $0.split == expected }) { break }
-                    try await Task.sleep(for: .milliseconds(20))
-                } while ContinuousClock.now - start < .seconds(10)
-                #expect(views.allSatisfy { $0.split == expected }, "stored \(expected), served \(views.map(\.split))")
+                try await group.waitForAll()
             }
+            // The stored record is whole, and both replicas come to serve it.
+            let stored = try await cluster.psql("SELECT record::jsonb -> 'split' FROM teal_routes WHERE name = 'shop'", database: "teal")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(stored.utf8)) as? [String: Int], "\(stored)")
+            let expected = SplitBody(blue: json["blue"] ?? -1, green: json["green"] ?? -1)
+            #expect([1, 2].contains(expected.blue) && (1...5).contains(expected.green), "\(stored)")
+            let start = ContinuousClock.now
+            var views: [RouteView] = []
+            repeat {
+                views = []
+                for client in clients { views.append(try await client.send("GET", "/v1/routes/shop")) }
+                if views.allSatisfy({ $0.split == expected }) { break }
+                try await Task.sleep(for: .milliseconds(20))
+            } while ContinuousClock.now - start < .seconds(10)
+            #expect(views.allSatisfy { $0.split == expected }, "stored \(expected), served \(views.map(\.split))")
         }
     }
 
     @Test("PostgreSQL stopped under load: both replicas serve on with zero failed requests, a split write answers 503 naming the store; back: the other replica catches up")
     func databaseAway() async throws {
-        try await PostgresCluster.with(password: "pw") { cluster in
-            try await cluster.createDatabase("teal")
-            let state = cluster.url(database: "teal", withPassword: true)
-            try await ServedRouter.with(state: state) { first in
-                let second = try await Self.replica(of: first, state: state)
-                defer { second.process.send(SIGKILL) }
-                let writer = try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil)
-                let reader = try AdminClient(address: "127.0.0.1:\(second.admin)", token: nil)
-                let loads = [first.load(clients: 2), Load(url: URL(string: "http://127.0.0.1:\(second.proxy)/")!, clients: 2)]
+        try await Self.withSharedState { first, state, cluster in
+            let second = try await Self.replica(of: first, state: state)
+            defer { second.process.send(SIGKILL) }
+            let writer = try AdminClient(address: "127.0.0.1:\(first.adminPort)", token: nil)
+            let reader = try AdminClient(address: "127.0.0.1:\(second.admin)", token: nil)
+            let loads = [first.load(clients: 2), Load(url: URL(string: "http://127.0.0.1:\(second.proxy)/")!, clients: 2)]
 
-                try await cluster.pause()
-                do {
-                    let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 1, green: 1))
-                    Issue.record("a split was accepted with the database away")
-                } catch let error as AdminError {
-                    #expect(error.code == 503 && error.message.contains("state store"), "\(error)")
-                }
-                let unchanged: RouteView = try await reader.send("GET", "/v1/routes/shop")
-                #expect(unchanged.split == SplitBody(blue: 1, green: 0))
-                try await Task.sleep(for: .seconds(1))
-                try await cluster.resume()
-
-                // Back: the write goes through, and the other replica (its feed reconnected) serves it.
-                var written = false
-                for _ in 0..<40 where !written {
-                    do {
-                        let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 1, green: 2))
-                        written = true
-                    } catch {
-                        try await Task.sleep(for: .milliseconds(250))
-                    }
-                }
-                #expect(written)
-                let start = ContinuousClock.now
-                while ContinuousClock.now - start < .seconds(15) {
-                    let view: RouteView = try await reader.send("GET", "/v1/routes/shop")
-                    if view.split == SplitBody(blue: 1, green: 2) { break }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                let caughtUp: RouteView = try await reader.send("GET", "/v1/routes/shop")
-                #expect(caughtUp.split == SplitBody(blue: 1, green: 2), "caught up after \(ContinuousClock.now - start)")
-                var counts: [String: Int] = [:]
-                for load in loads { counts.merge(await load.stop(), uniquingKeysWith: +) }
-                #expect(counts.keys.allSatisfy { $0 != "0" && !$0.hasPrefix("5") }, "\(counts)")
-                #expect((counts["200"] ?? 0) > 100, "\(counts)")
-
-                // With the database away again, a replica still stops promptly on SIGTERM (its
-                // store calls do not hold up the shutdown).
-                try await cluster.pause()
-                try await Task.sleep(for: .milliseconds(500))
-                let stopping = ContinuousClock.now
-                second.process.send(SIGTERM)
-                let status = await second.process.waitForExit(timeout: .seconds(20))
-                #expect(status == 0 && ContinuousClock.now - stopping < .seconds(5), "exit \(String(describing: status)) after \(ContinuousClock.now - stopping)")
-                try await cluster.resume()
+            try await cluster.pause()
+            do {
+                let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 1, green: 1))
+                Issue.record("a split was accepted with the database away")
+            } catch let error as AdminError {
+                #expect(error.code == 503 && error.message.contains("state store"), "\(error)")
             }
+            let unchanged: RouteView = try await reader.send("GET", "/v1/routes/shop")
+            #expect(unchanged.split == SplitBody(blue: 1, green: 0))
+            try await Task.sleep(for: .seconds(1))
+            try await cluster.resume()
+
+            // Back: the write goes through, and the other replica (its feed reconnected) serves it.
+            var written = false
+            for _ in 0..<40 where !written {
+                do {
+                    let _: RouteView = try await writer.send("PUT", "/v1/routes/shop/split", body: SplitBody(blue: 1, green: 2))
+                    written = true
+                } catch {
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+            }
+            #expect(written)
+            let start = ContinuousClock.now
+            while ContinuousClock.now - start < .seconds(15) {
+                let view: RouteView = try await reader.send("GET", "/v1/routes/shop")
+                if view.split == SplitBody(blue: 1, green: 2) { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let caughtUp: RouteView = try await reader.send("GET", "/v1/routes/shop")
+            #expect(caughtUp.split == SplitBody(blue: 1, green: 2), "caught up after \(ContinuousClock.now - start)")
+            var counts: [String: Int] = [:]
+            for load in loads { counts.merge(await load.stop(), uniquingKeysWith: +) }
+            #expect(counts.keys.allSatisfy { $0 != "0" && !$0.hasPrefix("5") }, "\(counts)")
+            #expect((counts["200"] ?? 0) > 100, "\(counts)")
+
+            // With the database away again, a replica still stops promptly on SIGTERM (its
+            // store calls do not hold up the shutdown).
+            try await cluster.pause()
+            try await Task.sleep(for: .milliseconds(500))
+            let stopping = ContinuousClock.now
+            second.process.send(SIGTERM)
+            let status = await second.process.waitForExit(timeout: .seconds(20))
+            #expect(status == 0 && ContinuousClock.now - stopping < .seconds(5), "exit \(String(describing: status)) after \(ContinuousClock.now - stopping)")
+            try await cluster.resume()
         }
     }
 
