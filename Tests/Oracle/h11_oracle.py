@@ -18,16 +18,28 @@ import sys
 import h11
 
 
-def collect(conn):
-    out = []
+def one_message(conn):
+    """The events of one message, up to its end (or as far as the bytes go)."""
+    got = []
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA or event is h11.PAUSED:
-            return out, event
-        out.append(event)
+            return got
+        got.append(event)
         if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            nxt = conn.next_event() if not isinstance(event, h11.ConnectionClosed) else None
-            return out, nxt
+            return got
+
+
+def body_and_rest(conn, got, expected_b64, what):
+    """The problem with a parsed message's body or with bytes after it, or None."""
+    body = b"".join(bytes(e.data) for e in got if isinstance(e, h11.Data))
+    expected = base64.b64decode(expected_b64)
+    if body != expected:
+        return "body %r != %r" % (body[:100], expected[:100])
+    leftover, _ = conn.trailing_data
+    if leftover:
+        return "bytes after the %s: %r" % (what, leftover[:100])
+    return None
 
 
 def check_request(req):
@@ -35,7 +47,7 @@ def check_request(req):
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
     conn.receive_data(data)
     try:
-        got, after = collect(conn)
+        got = one_message(conn)
     except h11.RemoteProtocolError as error:
         return "h11 refuses the forwarded request: %s: %r" % (error, data[:300])
     if not got or not isinstance(got[0], h11.Request):
@@ -51,13 +63,7 @@ def check_request(req):
     expected_hosts = [req["h"]] if req["h"] is not None else []
     if hosts != expected_hosts:
         return "host %r != %r" % (hosts, expected_hosts)
-    body = b"".join(bytes(e.data) for e in got if isinstance(e, h11.Data))
-    if body != base64.b64decode(req["b"]):
-        return "body %r != %r" % (body[:100], base64.b64decode(req["b"])[:100])
-    leftover, _ = conn.trailing_data
-    if leftover:
-        return "bytes after the request: %r" % leftover[:100]
-    return None
+    return body_and_rest(conn, got, req["b"], "request")
 
 
 def check_response(case):
@@ -69,14 +75,7 @@ def check_response(case):
     if case["eof"]:
         conn.receive_data(b"")
     try:
-        got = []
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                break
-            got.append(event)
-            if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
+        got = one_message(conn)
     except h11.RemoteProtocolError as error:
         return "h11 refuses the answer: %s: %r" % (error, data[:300])
     interim = [e for e in got if isinstance(e, h11.InformationalResponse)]
@@ -87,13 +86,7 @@ def check_response(case):
         return "answer %r, teal sent status %d: %r" % (finals, case["s"], data[:300])
     if not got or not isinstance(got[-1], h11.EndOfMessage):
         return "answer incomplete under h11: %r" % data[:300]
-    body = b"".join(bytes(e.data) for e in got if isinstance(e, h11.Data))
-    if body != base64.b64decode(case["b"]):
-        return "body %r != %r" % (body[:100], base64.b64decode(case["b"])[:100])
-    leftover, _ = conn.trailing_data
-    if leftover:
-        return "bytes after the answer: %r" % leftover[:100]
-    return None
+    return body_and_rest(conn, got, case["b"], "answer")
 
 
 def main():

@@ -70,26 +70,14 @@ enum HeadWriter {
             buffer.writeBytes(constants.crlf)
         }
         constants.writeFraming(contentLength: head.canonicalContentLength, chunked: head.framing == .chunked, into: &buffer)
-        buffer.writeBytes(constants.forwardedFor)
-        if let earlier = head.forwardedFor, !earlier.isEmpty {
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
-            buffer.writeBytes(constants.listSeparator)
-        }
-        buffer.writeBytes(client.address)
-        buffer.writeBytes(constants.crlf)
+        appendToList(constants.forwardedFor, earlier: head.forwardedFor, raw, client.address, constants: constants, into: &buffer)
         buffer.writeBytes(client.isTLS ? constants.forwardedProtoHTTPS : constants.forwardedProto)
         if let host = head.host, !host.isEmpty {
             buffer.writeBytes(constants.forwardedHost)
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host]))
             buffer.writeBytes(constants.crlf)
         }
-        buffer.writeBytes(constants.via)
-        if let earlier = head.via, !earlier.isEmpty {
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
-            buffer.writeBytes(constants.listSeparator)
-        }
-        buffer.writeBytes(constants.viaValue)
-        buffer.writeBytes(constants.crlf)
+        appendToList(constants.via, earlier: head.via, raw, constants.viaValue, constants: constants, into: &buffer)
         if head.requestID == nil {
             buffer.writeBytes(constants.requestID)
             requestID(&buffer)
@@ -100,6 +88,20 @@ enum HeadWriter {
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[upgrade]))
             buffer.writeBytes(constants.crlf)
         }
+        buffer.writeBytes(constants.crlf)
+    }
+
+    /// A list field the proxy adds to: `name`, the client's earlier value and `, ` when there was
+    /// one, then `value` and CRLF (`X-Forwarded-For: 10.0.0.1, 192.0.2.9`, `Via: 1.1 a, 1.1 teal`).
+    @inline(__always)
+    private static func appendToList(_ name: [UInt8], earlier: Range<Int>?, _ raw: UnsafeRawBufferPointer, _ value: [UInt8],
+                                     constants: ProxyHeaderBytes, into buffer: inout ByteBuffer) {
+        buffer.writeBytes(name)
+        if let earlier, !earlier.isEmpty {
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[earlier]))
+            buffer.writeBytes(constants.listSeparator)
+        }
+        buffer.writeBytes(value)
         buffer.writeBytes(constants.crlf)
     }
 
