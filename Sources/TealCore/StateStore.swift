@@ -102,6 +102,12 @@ public protocol StateStore: Sendable {
     /// from older; 0 from a store no other replica shares).
     @discardableResult
     func saveRoute(_ record: RouteRecord) async throws(StateStoreError) -> Int64
+    /// `saveRoute`, as a change a release makes (`asReleaseDriver`): a store several replicas
+    /// share refuses it (`StateStoreError.conflict`) while another replica holds the release's
+    /// lease, so a deposed driver cannot move traffic. Stores no other replica shares save it as
+    /// any change (the default).
+    @discardableResult
+    func saveRoute(_ record: RouteRecord, asReleaseDriver: Bool) async throws(StateStoreError) -> Int64
     /// Removes a route's run-time state (the route left the route files).
     func deleteRoute(_ name: String) async throws(StateStoreError)
     /// Saves a release: a record without `id` is inserted (and gets one), else updated when its
@@ -117,6 +123,13 @@ public protocol StateStore: Sendable {
 }
 
 /// A route's stored run-time state and the revision it was saved at.
+extension StateStore {
+    @discardableResult
+    public func saveRoute(_ record: RouteRecord, asReleaseDriver: Bool) async throws(StateStoreError) -> Int64 {
+        try await saveRoute(record)
+    }
+}
+
 public struct StoredRoute: Sendable, Hashable {
     public var record: RouteRecord
     public var revision: Int64

@@ -31,19 +31,18 @@ public enum ReleaseError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Runs releases: one `RolloutMachine` per route, fed with events (operator requests, timers,
-/// smoke and hook results, and every 100 ms the sliding windows of both pools' traffic), its
-/// actions carried out in order by one task per release so a later action never overtakes an
-/// earlier one.
+/// Runs releases: one `Release` per route (its `RolloutMachine`, fed with operator requests,
+/// timers, smoke and hook results, and every 100 ms the sliding windows of both pools' traffic),
+/// with this controller as the environment its actions are carried out against.
 public final class ReleaseController: Sendable {
-    private let routing: RoutingController
-    private let proxy: ProxyServer
-    private let group: any EventLoopGroup
+    let routing: RoutingController
+    let proxy: ProxyServer
+    let group: any EventLoopGroup
     let logger: Logger
-    private let metrics: TealMetrics?
-    let runs = Mutex<[String: ReleaseRun]>([:])
+    let metrics: TealMetrics?
+    let runs = Mutex<[String: Release]>([:])
     private let journal = Mutex<[JournalEntry]>([])
-    private let store: (any StateStore)?
+    let store: (any StateStore)?
     /// The other replicas' latest traffic counts of the routes this replica runs releases of.
     public let fleet = FleetTraffic()
     /// Leases on releases when the store is shared: exactly one replica runs a release.
@@ -62,13 +61,14 @@ public final class ReleaseController: Sendable {
     /// How often verdicts are evaluated and timers checked.
     public let evaluationInterval: Duration
 
+    /// `leases`: when replicas share `store`, the leases that let one of them run each release.
     public init(routing: RoutingController, proxy: ProxyServer, group: any EventLoopGroup,
                 evaluationInterval: Duration = .milliseconds(100), metrics: TealMetrics? = nil,
-                store: (any StateStore)? = nil, retention: JournalRetention = JournalRetention(),
+                store: (any StateStore)? = nil, leases: (any ReleaseLeases)? = nil, retention: JournalRetention = JournalRetention(),
                 logger: Logger = Logger(label: "teal.release")) {
         self.routing = routing
         self.store = store
-        self.leases = store as? any ReleaseLeases
+        self.leases = leases
         self.retention = retention
         self.metrics = metrics
         self.proxy = proxy
@@ -87,7 +87,7 @@ public final class ReleaseController: Sendable {
         var machine = RolloutMachine(spec: spec)
         machine.drainTimeout = drainTimeout
         machine.evaluationInterval = evaluationInterval
-        let run = ReleaseRun(machine: machine, controller: self, startedBy: JournalEntry.source(of: requester))
+        let run = Release(machine: machine, startedBy: JournalEntry.source(of: requester), environment: self)
         try runs.withLock { runs throws(ReleaseError) in
             if let existing = runs[spec.route], !existing.state.isFinal {
                 throw .alreadyRunning(spec.route, state: existing.state.name)
@@ -101,9 +101,9 @@ public final class ReleaseController: Sendable {
             throw .routing(error)
         }
         run.launch()
-        try await run.send(.start)
+        try await run.handle(.start)
         // Durable before the API answers, whatever the first step's actions persisted.
-        await persist(run)
+        await run.save()
     }
 
     /// Picks up the releases a previous run of Teal left (`stored`, the latest per route) on the
@@ -147,16 +147,15 @@ public final class ReleaseController: Sendable {
             guard let (restoredMachine, actions) = restored else { continue }
             var machine = restoredMachine
             machine.evaluationInterval = evaluationInterval
-            let run = ReleaseRun(machine: machine, controller: self, startedBy: record.startedBy)
-            run.record = record
+            let run = Release(machine: machine, record: record, startedBy: record.startedBy, environment: self)
             runs.withLock { $0[name] = run }
             if let note {
                 await self.record(note, route: name, source: "restart")
-                await persist(run)
+                await run.save()
             }
             // A release caught draining ends here as promoted: its actions journal and save that.
-            for action in actions { await carryOut(action, for: run, source: "restart") }
-            guard !machine.state.isFinal else { continue }
+            await run.resume(with: actions, source: "restart")
+            guard !run.state.isFinal else { continue }
             logger.notice("release restored", metadata: ["route": "\(name)", "state": "\(machine.state.name)", "step": "\(machine.currentStep.map { $0 + 1 } ?? 0)"])
             run.launch()
         }
@@ -174,38 +173,14 @@ public final class ReleaseController: Sendable {
             } else {
                 reason = "its route was removed from the route files"
             }
-            try? await run.send(.abort(reason: reason, by: requester))
-        }
-    }
-
-    /// Saves the release's checkpoint (when there is a store). A failure is logged and journaled:
-    /// the release goes on (a rollback must never wait for a disk). Saves are serialized per
-    /// release: two at once would both find no stored record and insert the release twice.
-    func persist(_ run: ReleaseRun) async {
-        guard let store else { return }
-        await run.saving.withLock {
-            guard let checkpoint = run.checkpoint(now: .now, wallNow: Date()) else { return }
-            var record = run.record ?? ReleaseRecord(spec: run.spec, startedBy: run.startedBy, startedAt: Date(), checkpoint: checkpoint, revision: 0)
-            record.checkpoint = checkpoint
-            record.revision += 1
-            do {
-                run.record = try await store.saveRelease(record)
-            } catch {
-                if leases != nil, case StateStoreError.conflict = error {
-                    // Another replica runs this release now: stop here, change nothing.
-                    depose(route: run.spec.route, run: run, why: "another replica saved it since (it holds the lease)")
-                    return
-                }
-                logger.error("release state not saved", metadata: ["route": "\(run.spec.route)", "error": "\(error)"])
-                appendToMemory(JournalEntry(time: Date(), route: run.spec.route, text: "release state not saved: \(error)", source: "verdict"))
-            }
+            try? await run.handle(.abort(reason: reason, by: requester))
         }
     }
 
     /// Sends an operator event (pause, resume, promote, abort, alert) to the route's release.
     public func send(_ event: RolloutMachine.Event, route: String) async throws(ReleaseError) {
         guard let run = runs.withLock({ $0[route] }) else { throw .noRelease(route) }
-        try await run.send(event)
+        try await run.handle(event)
     }
 
     /// The latest stored release of `route`.
@@ -319,90 +294,76 @@ public final class ReleaseController: Sendable {
         }
     }
 
-    func rolledBack(route: String, reason: RollbackReason) {
-        metrics?.recordRollback(route: route, reason: reason)
-    }
-
-    /// Carries out one action of `run`'s machine; `source` is who caused the event it answers.
-    func carryOut(_ action: RolloutMachine.Action, for run: ReleaseRun, source: String) async {
-        let route = run.spec.route
-        switch action {
-        case .setSplit(let split):
-            do {
-                try await routing.setSplit(split, route: route)
-            } catch .stateNotSaved(let detail) where split.isAllBlue {
-                // Back to blue even when the state cannot be saved: safety first.
-                _ = try? await routing.setSplit(split, route: route, persist: false)
-                await record("split \(split) applied but not saved: \(detail)", route: route, source: source)
-            } catch {
-                await record("could not set split \(split): \(error)", route: route, source: source)
-            }
-        case .runSmoke(let requests, let instances):
-            let group = self.group
-            Task {
-                let outcomes = await Self.smoke(requests, instances: instances, group: group)
-                run.post(.smokeResults(outcomes))
-            }
-        case .runHook(let event, let step, let split):
-            let hooks = run.spec.policy.hooks
-            let command = switch event {
-            case "step": hooks.step
-            case "promoted": hooks.promoted
-            default: hooks.rolledBack
-            }
-            guard let command else {
-                if event == "step" { run.post(.hookFinished(step: step, failure: nil)) }
-                return
-            }
-            let environment = ["TEAL_ROUTE": route, "TEAL_EVENT": event, "TEAL_STEP": String(step + 1),
-                               "TEAL_SPLIT": split.description, "TEAL_BLUE_WEIGHT": String(split.blue),
-                               "TEAL_GREEN_WEIGHT": String(split.green), "TEAL_GREEN_VERSION": run.spec.green.version ?? ""]
-            Task {
-                let failure = await HookRunner.run(command, environment: environment, timeout: hooks.timeout)
-                if let failure {
-                    await self.record("\(event) hook \(ReleaseHooks.display(command)) failed: \(failure)", route: route, source: "verdict")
-                }
-                if event == "step" { run.post(.hookFinished(step: step, failure: failure)) }
-            }
-        case .promoteGreen(let split):
-            do {
-                run.oldBlue = try await routing.promoteGreen(route: route, split: split)
-            } catch {
-                await record("could not promote: \(error)", route: route, source: source)
-            }
-        case .drainOldBlue(let deadline):
-            let upstreams = run.oldBlue
-            let proxy = self.proxy
-            Task {
-                while ContinuousClock.now < deadline {
-                    if await proxy.busyUpstreamConnections(to: upstreams) == 0 { break }
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-                await proxy.closeIdleUpstreamConnections(to: upstreams)
-                run.post(.drained)
-            }
-        case .persist:
-            await persist(run)
-        case .record(let text):
-            await record(text, route: route, source: source)
-        case .scheduleTick(let at):
-            run.nextTick = at
-        }
-    }
-
-    /// Windows of both pools' traffic for a route.
     /// The route's cumulative counts as the verdict judges them: this replica's, plus those the
     /// other replicas published lately when the state is shared (`FleetTraffic`).
-    func statistics(route: String) -> (blue: PoolStatistics, green: PoolStatistics)? {
+    public func statistics(route: String) -> (blue: PoolStatistics, green: PoolStatistics)? {
         guard let blue = routing.statistics(route: route, pool: .blue),
               let green = routing.statistics(route: route, pool: .green) else { return nil }
         guard let others = fleet.others(route: route) else { return (blue, green) }
         return (blue.adding(others.blue), green.adding(others.green))
     }
 
+}
+
+/// The router as its releases' environment.
+extension ReleaseController: ReleaseEnvironment {
+    func setSplit(_ split: Split, route: String) async throws(RoutingError) {
+        try await routing.setSplit(split, route: route, asReleaseDriver: leases != nil)
+    }
+
+    func setSplitUnsaved(_ split: Split, route: String) async {
+        _ = try? await routing.setSplit(split, route: route, persist: false)
+    }
+
+    func promoteGreen(route: String, split: Split) async throws(RoutingError) -> [Upstream] {
+        try await routing.promoteGreen(route: route, split: split, asReleaseDriver: leases != nil)
+    }
+
+    func saveRelease(_ record: ReleaseRecord) async throws(StateStoreError) -> ReleaseRecord {
+        guard let store else { return record }
+        do {
+            return try await store.saveRelease(record)
+        } catch {
+            // Without leases no other replica saves releases: a conflict is an error like any other.
+            if case .conflict = error, leases == nil { throw .writeFailed("\(error)") }
+            logger.error("release state not saved", metadata: ["route": "\(record.spec.route)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    func runHook(_ command: String, environment: [String: String], timeout: Duration) async -> String? {
+        await HookRunner.run(command, environment: environment, timeout: timeout)
+    }
+
+    func drain(_ upstreams: [Upstream], until deadline: ContinuousClock.Instant) async {
+        while ContinuousClock.now < deadline {
+            if await proxy.busyUpstreamConnections(to: upstreams) == 0 { break }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        await proxy.closeIdleUpstreamConnections(to: upstreams)
+    }
+
+    func ended(_ release: Release) {
+        let route = release.spec.route
+        if let why = release.deposition {
+            // Another replica runs it now: forget it here (reads and actions go to that replica).
+            let removed = runs.withLock { runs -> Bool in
+                guard runs[route] === release else { return false }
+                runs[route] = nil
+                return true
+            }
+            leased.withLock { $0[route] = nil }
+            release.stop()
+            if removed { logger.warning("release deposed: no longer run by this replica", metadata: ["route": "\(route)", "why": "\(why)"]) }
+        } else if case .rolledBack(let reason, _) = release.state {
+            metrics?.recordRollback(route: route, reason: reason)
+        }
+    }
+
     /// Sends every smoke request to every instance, directly.
-    static func smoke(_ requests: [SmokeRequest], instances: [InstanceAddress], group: any EventLoopGroup) async -> [SmokeOutcome] {
-        await withTaskGroup(of: SmokeOutcome.self) { tasks in
+    func smoke(_ requests: [SmokeRequest], instances: [InstanceAddress]) async -> [SmokeOutcome] {
+        let group = self.group
+        return await withTaskGroup(of: SmokeOutcome.self) { tasks in
             for instance in instances {
                 for request in requests {
                     tasks.addTask {
@@ -427,181 +388,6 @@ public final class ReleaseController: Sendable {
             var outcomes: [SmokeOutcome] = []
             for await outcome in tasks { outcomes.append(outcome) }
             return outcomes.sorted { ($0.instance, $0.request) < ($1.instance, $1.request) }
-        }
-    }
-}
-
-/// One release: its machine, and the task that feeds it events one at a time.
-final class ReleaseRun: @unchecked Sendable {
-    private enum Input {
-        case event(RolloutMachine.Event, CheckedContinuation<Void, any Error>?)
-        case evaluate
-    }
-
-    private let lock = NSLock()
-    private var machine: RolloutMachine
-    private let controller: ReleaseController
-    private let inbox: AsyncStream<Input>
-    private let inboxWriter: AsyncStream<Input>.Continuation
-    private var tasks: [Task<Void, Never>] = []
-    private var blueWindow = StatisticsWindow()
-    private var greenWindow = StatisticsWindow()
-    private let epoch = ContinuousClock.now
-    /// The next `tick` the machine asked for.
-    var nextTick: ContinuousClock.Instant? {
-        get { lock.withLock { _nextTick } }
-        set { lock.withLock { _nextTick = newValue } }
-    }
-    private var _nextTick: ContinuousClock.Instant?
-    /// The old blue pool, set at promotion for the drain.
-    var oldBlue: [Upstream] {
-        get { lock.withLock { _oldBlue } }
-        set { lock.withLock { _oldBlue = newValue } }
-    }
-    private var _oldBlue: [Upstream] = []
-
-    let spec: ReleaseSpec
-    /// The journal source of whoever started the release.
-    let startedBy: String
-
-    init(machine: RolloutMachine, controller: ReleaseController, startedBy: String) {
-        self.startedBy = startedBy
-        self.machine = machine
-        self.spec = machine.spec
-        self.controller = controller
-        (inbox, inboxWriter) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
-    }
-
-    var state: RolloutMachine.State { lock.withLock { machine.state } }
-    /// The release as last saved (id and revision), once saved.
-    var record: ReleaseRecord? {
-        get { lock.withLock { _record } }
-        set { lock.withLock { _record = newValue } }
-    }
-    private var _record: ReleaseRecord?
-    /// Held while the release is being saved (`ReleaseController.persist`).
-    let saving = AsyncLock()
-
-    func checkpoint(now: ContinuousClock.Instant, wallNow: Date) -> RolloutMachine.Checkpoint? {
-        lock.withLock { machine.checkpoint(now: now, wallNow: wallNow) }
-    }
-    var step: Int? { lock.withLock { machine.currentStep } }
-
-    func launch() {
-        // The windows count from the release's start: take the baseline now.
-        if let cumulative = controller.statistics(route: spec.route) {
-            let now = ContinuousClock.now
-            lock.withLock {
-                blueWindow.record(cumulative: cumulative.blue, at: now, epoch: epoch)
-                greenWindow.record(cumulative: cumulative.green, at: now, epoch: epoch)
-            }
-        }
-        let interval = controller.evaluationInterval
-        let consumer = Task { await self.consume() }
-        let clock = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                self.inboxWriter.yield(.evaluate)
-            }
-        }
-        lock.withLock { tasks = [consumer, clock] }
-    }
-
-    func stop() {
-        inboxWriter.finish()
-        for task in lock.withLock({ tasks }) { task.cancel() }
-    }
-
-    /// Queues an event without waiting for it: for events the release's own actions produce,
-    /// which must not wait on the task that is carrying those actions out.
-    func post(_ event: RolloutMachine.Event) {
-        inboxWriter.yield(.event(event, nil))
-    }
-
-    /// Queues an event; returns once it has been handled and its actions carried out (throws
-    /// the machine's refusal).
-    func send(_ event: RolloutMachine.Event) async throws(ReleaseError) {
-        do {
-            try await withCheckedThrowingContinuation { continuation in
-                if case .terminated = inboxWriter.yield(.event(event, continuation)) {
-                    // The release has ended: its machine answers (refuses, or ignores) directly.
-                    continuation.resume(with: Result { try handleEnded(event) })
-                }
-            }
-        } catch let refusal as RolloutMachine.Refusal {
-            throw .refused(refusal)
-        } catch {
-            throw .noRelease(spec.route)
-        }
-    }
-
-    private func consume() async {
-        for await input in inbox {
-            switch input {
-            case .event(let event, let reply):
-                do {
-                    try await handle(event)
-                    reply?.resume()
-                } catch {
-                    reply?.resume(throwing: error)
-                }
-            case .evaluate:
-                await evaluate()
-            }
-            if state.isFinal { break }
-        }
-        // The release has ended: stop the clock and answer anything still queued.
-        stop()
-        for await input in inbox {
-            if case .event(let event, let reply) = input { reply?.resume(with: Result { try handleEnded(event) }) }
-        }
-    }
-
-    /// Events after the end: the machine refuses or ignores them, and asks for nothing.
-    private func handleEnded(_ event: RolloutMachine.Event) throws {
-        let now = ContinuousClock.now
-        _ = try lock.withLock { () throws(RolloutMachine.Refusal) -> [RolloutMachine.Action] in try machine.handle(event, at: now) }
-    }
-
-    private func handle(_ event: RolloutMachine.Event) async throws {
-        let now = ContinuousClock.now
-        let wasFinal = state.isFinal
-        let actions = try lock.withLock { () throws(RolloutMachine.Refusal) -> [RolloutMachine.Action] in
-            try machine.handle(event, at: now)
-        }
-        if !wasFinal, case .rolledBack(let reason, _) = state { controller.rolledBack(route: spec.route, reason: reason) }
-        let source = source(of: event)
-        for action in actions { await controller.carryOut(action, for: self, source: source) }
-    }
-
-    /// Who caused an event, as the journal names it.
-    private func source(of event: RolloutMachine.Event) -> String {
-        switch event {
-        case .start: startedBy
-        case .pause(let who), .resume(let who), .promote(let who), .abort(_, let who): JournalEntry.source(of: who)
-        case .alert: "alert"
-        case .statistics, .smokeResults, .hookFinished: "verdict"
-        case .tick, .drained: "plan"
-        }
-    }
-
-    private func evaluate() async {
-        switch state {
-        case .shifting, .paused:
-            guard let cumulative = controller.statistics(route: spec.route) else { return }
-            let now = ContinuousClock.now
-            let (blue, green) = lock.withLock {
-                blueWindow.record(cumulative: cumulative.blue, at: now, epoch: epoch)
-                greenWindow.record(cumulative: cumulative.green, at: now, epoch: epoch)
-                return (blueWindow.total(at: now), greenWindow.total(at: now))
-            }
-            try? await handle(.statistics(green: green, blue: blue))
-        default:
-            break
-        }
-        if let due = nextTick, due <= .now {
-            nextTick = nil
-            try? await handle(.tick)
         }
     }
 }

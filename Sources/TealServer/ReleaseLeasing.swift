@@ -24,20 +24,6 @@ extension ReleaseController {
         leased.withLock { $0[route] = .now }
     }
 
-    /// Stops running `run` here (another replica runs it, or this one lost the store): its task
-    /// ends, nothing more is saved or routed by it, and this replica forgets it.
-    func depose(route: String, run: ReleaseRun, why: String) {
-        let removed = runs.withLock { runs -> Bool in
-            guard runs[route] === run else { return false }
-            runs[route] = nil
-            return true
-        }
-        leased.withLock { $0[route] = nil }
-        guard removed else { return }
-        run.stop()
-        logger.warning("release deposed: no longer run by this replica", metadata: ["route": "\(route)", "why": "\(why)"])
-    }
-
     /// One round of lease keeping: renews the leases of running releases (deposing those it
     /// cannot keep), gives up those of ended ones, and takes over orphaned releases.
     public func keepLeases(now: ContinuousClock.Instant = .now) async {
@@ -57,10 +43,10 @@ extension ReleaseController {
             case .some(.success(.some)):
                 leased.withLock { $0[route] = .now }
             case .some(.success(.none)):
-                depose(route: route, run: run, why: "another replica took its lease")
+                await run.depose(why: "another replica took its lease")
             case .some(.failure), .none:
                 if let renewed, ContinuousClock.now - renewed >= Self.leaseTTL {
-                    depose(route: route, run: run, why: "the lease could not be renewed for \(Self.leaseTTL)")
+                    await run.depose(why: "the lease could not be renewed for \(Self.leaseTTL)")
                 }
             }
         }

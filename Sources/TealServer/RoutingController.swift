@@ -81,61 +81,41 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                    greenLatency: metrics?.latencyTimer(route: route.name, pool: .green), file: file)
     }
 
-    /// Replaces the routes by a new set from the route files, atomically: routes keep their
-    /// counters, rotations and run-time state where the file did not change what that state rests
-    /// on. For each pool, an unchanged file pool keeps the run-time pool (a promotion, an API
-    /// green); a changed one takes the file's. The split stays unless green is gone (then all
-    /// blue). New routes start as their file says; removed ones go. With a store the new state is
-    /// saved first, so a reload that cannot be saved changes nothing. Returns what changed, and
-    /// the upstreams no longer routed to (for the caller to drain). `resolved` gives DNS pools the
-    /// instances their names resolve to now (the file lists none); a DNS pool whose name did not
-    /// change keeps its instances when it has no fresh answer.
+    /// Replaces the routes by a new set from the route files, atomically, as `RouteReload.plan`
+    /// decides: routes keep their counters, rotations and run-time state where the file did not
+    /// change what that state rests on. With a store the new state is saved first, so a reload
+    /// that cannot be saved changes nothing. Returns what changed, and the upstreams no longer
+    /// routed to (for the caller to drain). `resolved` gives DNS pools the instances their names
+    /// resolve to now.
     public func reload(_ files: [Route], resolved: [String: [PoolColor: [InstanceAddress]]] = [:]) async throws(RoutingError) -> (ReloadSummary, [Upstream]) {
         try await mutations.withLock { () async throws(RoutingError) -> (ReloadSummary, [Upstream]) in
             let current = state.withLock { $0.routes }
-            var summary = ReloadSummary()
+            let plan = RouteReload.plan(served: current.map { RouteReload.Served(file: $0.file, route: $0.route) }, files: files, resolved: resolved)
+            let summary = plan.summary
             var entries: [RouteState] = []
-            for file in files {
-                /// The file's pool as it will be served: a DNS pool with its instances.
-                func serving(_ color: PoolColor, before: PoolSpec?) -> PoolSpec? {
-                    guard var pool = color == .blue ? file.blue : file.green, let dns = pool.dns else { return color == .blue ? file.blue : file.green }
-                    pool.instances = resolved[file.name]?[color] ?? (before?.dns.map { $0.name == dns.name && $0.port == dns.port } == true ? before!.instances : [])
-                    return pool
-                }
-                guard var entry = current.first(where: { $0.route.name == file.name }) else {
-                    summary.added.append(file.name)
-                    var route = file
-                    route.blue = serving(.blue, before: nil) ?? file.blue
-                    route.green = serving(.green, before: nil)
+            for (file, decision) in zip(files, plan.decisions) {
+                switch decision {
+                case .added(let route):
                     entries.append(makeState(route, file: file))
-                    continue
-                }
-                guard entry.file != file else {
-                    summary.unchanged.append(file.name)
+                case .unchanged(let name):
+                    entries.append(current.first { $0.route.name == name }!)
+                case .changed(let route, let keepsBlue, let keepsGreen):
+                    var entry = current.first { $0.route.name == route.name }!
+                    if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }
+                    if !keepsBlue {
+                        entry.blueRecorder = TrafficRecorder(shards: proxy.shardCount)
+                        entry.blueRotation = InstanceRotation()
+                    }
+                    if !keepsGreen {
+                        entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
+                        entry.greenRotation = InstanceRotation()
+                    }
+                    entry.health = PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances, keeping: entry.health)
+                    entry.route = route
+                    entry.file = file
                     entries.append(entry)
-                    continue
                 }
-                summary.changed.append(file.name)
-                var route = file
-                route.blue = entry.file.blue == file.blue ? entry.route.blue : serving(.blue, before: entry.route.blue) ?? file.blue
-                route.green = entry.file.green == file.green ? entry.route.green : serving(.green, before: entry.route.green)
-                route.split = entry.route.split
-                if route.split.green > 0 && (route.green?.instances.isEmpty ?? true) { route.split = file.allBlue }
-                if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }
-                if route.blue != entry.route.blue {
-                    entry.blueRecorder = TrafficRecorder(shards: proxy.shardCount)
-                    entry.blueRotation = InstanceRotation()
-                }
-                if route.green != entry.route.green {
-                    entry.greenRecorder = TrafficRecorder(shards: proxy.shardCount)
-                    entry.greenRotation = InstanceRotation()
-                }
-                entry.health = PoolHealth(spec: route.health, blue: route.blue.instances, green: route.pool(.green).instances, keeping: entry.health)
-                entry.route = route
-                entry.file = file
-                entries.append(entry)
             }
-            summary.removed = current.map(\.route.name).filter { name in !files.contains { $0.name == name } }
             if let store {
                 do {
                     for index in entries.indices where !summary.unchanged.contains(entries[index].route.name) {
@@ -179,11 +159,13 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// happen even when the disk cannot take it). Throws when the route is unknown, the split gives
     /// green traffic it has no instances for, or the state cannot be saved (nothing changes then).
     /// Returns the split it replaced (read under the same lock as the change, so concurrent
-    /// changes each get their own predecessor).
+    /// changes each get their own predecessor). A release's own change (`asReleaseDriver`) is
+    /// refused with `superseded` while another replica holds the release's lease.
     @discardableResult
-    public func setSplit(_ split: Split, route name: String, persist: Bool = true) async throws(RoutingError) -> Split {
+    public func setSplit(_ split: Split, route name: String, persist: Bool = true,
+                         asReleaseDriver: Bool = false) async throws(RoutingError) -> Split {
         var before = split
-        try await mutate(route: name, persist: persist) { entry throws(RoutingError) in
+        try await mutate(route: name, persist: persist, asReleaseDriver: asReleaseDriver) { entry throws(RoutingError) in
             if split.green > 0 && entry.route.pool(.green).instances.isEmpty { throw .noGreenInstances(name) }
             before = entry.route.split
             if entry.route.split != split {
@@ -216,10 +198,10 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// Promotes green: it becomes the route's blue (version, instances, counters and rotation),
     /// green is emptied and all traffic goes to the new blue, at `split` (by default all blue in
     /// the route file's terms, `6/0` for a plan `6/0 → 2/4 → 0/6`). Returns the old blue pool's
-    /// upstreams, which the caller drains.
-    public func promoteGreen(route name: String, split: Split? = nil) async throws(RoutingError) -> [Upstream] {
+    /// upstreams, which the caller drains. Fenced like `setSplit` for a release's driver.
+    public func promoteGreen(route name: String, split: Split? = nil, asReleaseDriver: Bool = false) async throws(RoutingError) -> [Upstream] {
         var oldBlue = PoolSpec(instances: [])
-        try await mutate(route: name) { entry throws(RoutingError) in
+        try await mutate(route: name, asReleaseDriver: asReleaseDriver) { entry throws(RoutingError) in
             guard let green = entry.route.green, !green.instances.isEmpty else { throw .noGreenInstances(name) }
             oldBlue = entry.route.blue
             entry.route.blue = green
@@ -261,7 +243,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     /// (when there is one and `persist`), then put in place and published. Changes are serialized,
     /// so the store and the routing state see them in the same order; a change that is refused or
     /// cannot be saved leaves everything as it was.
-    private func mutate(route name: String, persist: Bool = true,
+    private func mutate(route name: String, persist: Bool = true, asReleaseDriver: Bool = false,
                         _ change: (inout RouteState) throws(RoutingError) -> Void) async throws(RoutingError) {
         try await mutations.withLock { () async throws(RoutingError) in
             var (index, entry) = try state.withLock { state throws(RoutingError) -> (Int, RouteState) in
@@ -272,7 +254,9 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
             }
             if persist, let store {
                 do {
-                    entry.revision = try await store.saveRoute(entry.route.record(file: entry.file, at: Date()))
+                    entry.revision = try await store.saveRoute(entry.route.record(file: entry.file, at: Date()), asReleaseDriver: asReleaseDriver)
+                } catch StateStoreError.conflict {
+                    throw .superseded(name)
                 } catch {
                     throw .stateNotSaved("\(error)")
                 }
@@ -491,6 +475,8 @@ public enum RoutingError: Error, Equatable, CustomStringConvertible {
     case instanceInBothPools(String, InstanceAddress)
     case stateNotSaved(String)
     case emptyPool(String, PoolColor)
+    /// A release's change refused by the shared store: another replica runs the release now.
+    case superseded(String)
 
     public var description: String {
         switch self {
@@ -499,6 +485,7 @@ public enum RoutingError: Error, Equatable, CustomStringConvertible {
         case .noGreenInstances(let name): "route \(name) has no green instances to send traffic to"
         case .stateNotSaved(let detail): "the change was not made: \(detail)"
         case .emptyPool(let name, let color): "route \(name): the \(color) pool cannot be left without instances"
+        case .superseded(let name): "route \(name): another replica runs its release now (it holds the lease); the change was not made"
         }
     }
 }

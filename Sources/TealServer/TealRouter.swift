@@ -72,9 +72,11 @@ public final class TealRouter: Sendable {
     /// With a `store`, every run-time change is saved before it applies, and `stored` (what the
     /// store held at start-up) is reconciled with `routes`: a route whose file pools are those the
     /// stored state was made on gets its stored split and pools back; one whose file changed since
-    /// is served as the file says (logged). Stored releases continue in `start()`.
+    /// is served as the file says (logged). Stored releases continue in `start()`. With `leases`
+    /// (replicas sharing `store`), a release runs here only while this replica holds its lease.
     public init(routes: [Route], configuration: ProxyConfiguration, threads: Int? = nil,
-                group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, stored: StoredState = StoredState(),
+                group: (any EventLoopGroup)? = nil, store: (any StateStore)? = nil, leases: (any ReleaseLeases)? = nil,
+                stored: StoredState = StoredState(),
                 routesPath: String? = nil, stateLock: StateLock? = nil, predecessor: Int32? = nil,
                 tls: TLSTerminator? = nil, resolver: any InstanceResolver = SystemResolver(),
                 journalRetention: JournalRetention = JournalRetention(), logger: Logger = Logger(label: "teal")) {
@@ -95,7 +97,7 @@ public final class TealRouter: Sendable {
         self.controller = controller
         reporter.target.withLock { $0 = controller }
         self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics,
-                                          store: store, retention: journalRetention, logger: logger)
+                                          store: store, leases: leases, retention: journalRetention, logger: logger)
         self.discovery = DNSDiscoveryService(controller: controller, releases: releases, proxy: proxy, drainTimeout: drainTimeout,
                                              resolver: resolver, logger: logger)
         let releases = self.releases
@@ -169,7 +171,7 @@ public final class TealRouter: Sendable {
             logger.warning("stored state of a route that is no longer in the route files is ignored", metadata: ["route": "\(name)"])
         }
         logger.info("state in PostgreSQL", metadata: ["database": "\(configuration)"])
-        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, stored: stored,
+        return TealRouter(routes: routes, configuration: options.proxy, threads: options.threads, store: store, leases: store, stored: stored,
                           routesPath: options.routesPath, tls: tls, journalRetention: options.journalRetention, logger: logger)
     }
 

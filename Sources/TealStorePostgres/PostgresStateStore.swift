@@ -328,8 +328,18 @@ public final class PostgresStateStore: StateStore {
 
     @discardableResult
     public func saveRoute(_ record: RouteRecord) async throws(StateStoreError) -> Int64 {
+        try await saveRoute(record, asReleaseDriver: false)
+    }
+
+    @discardableResult
+    public func saveRoute(_ record: RouteRecord, asReleaseDriver: Bool) async throws(StateStoreError) -> Int64 {
         let text = try StoredRecordText.encode(record)
+        let holder = replicaID
         return try await write { connection, logger in
+            // A release's own change is refused while another replica holds its lease (fencing).
+            if asReleaseDriver, try await Self.leasedElsewhere(record.route, holder: holder, on: connection, logger: logger) {
+                throw StateStoreError.conflict(route: record.route, stored: 0, attempted: 0)
+            }
             let saved = try await connection.query("""
                 INSERT INTO teal_routes (name, record, updated_at, revision)
                 VALUES (\(record.route), \(text), \(record.updatedAt.timeIntervalSince1970), nextval('teal_revision'))
@@ -354,6 +364,17 @@ public final class PostgresStateStore: StateStore {
         }
     }
 
+    /// Whether a replica other than `holder` holds the unexpired lease on `route`'s release.
+    private static func leasedElsewhere(_ route: String, holder: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        let leases = try await connection.query("""
+            SELECT holder FROM teal_leases WHERE route = \(route) AND holder <> \(holder)
+            AND expires_at > extract(epoch FROM clock_timestamp())::double precision
+            """, logger: logger)
+        var leased = false
+        for try await _ in leases.decode(String.self) { leased = true }
+        return leased
+    }
+
     /// Tells the replicas that follow changes that `route` was saved (or deleted) at `revision`;
     /// PostgreSQL delivers it when the transaction commits, in commit order.
     private static func announce(_ route: String, _ revision: Int64, on connection: PostgresConnection, logger: Logger) async throws {
@@ -369,12 +390,7 @@ public final class PostgresStateStore: StateStore {
         return try await write { connection, logger in
             var saved = record
             // Refused while another replica holds the release's lease (fencing).
-            var leased = false
-            let leases = try await connection.query("""
-                SELECT holder FROM teal_leases WHERE route = \(record.spec.route) AND holder <> \(holder)
-                AND expires_at > extract(epoch FROM clock_timestamp())::double precision
-                """, logger: logger)
-            for try await _ in leases.decode(String.self) { leased = true }
+            let leased = try await Self.leasedElsewhere(record.spec.route, holder: holder, on: connection, logger: logger)
             if let id = record.id {
                 let updated = try await connection.query("""
                     UPDATE teal_releases SET record = \(text), phase = \(phase), revision = \(revision)

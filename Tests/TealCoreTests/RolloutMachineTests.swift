@@ -30,8 +30,8 @@ struct ReleaseScript {
     }
 
     /// Sends `hookFinished` for the pending step hook (no hook configured: it passes at once).
-    mutating func finishHook() throws -> [RolloutMachine.Action] {
-        try send(.hookFinished(step: #require(machine.hookPending), failure: nil))
+    mutating func finishHook(after delay: Duration = .zero) throws -> [RolloutMachine.Action] {
+        try send(.hookFinished(step: #require(machine.hookPending), failure: nil), after: delay)
     }
 
     /// Starts the release, passes the smoke gate if one comes, finishes the first hook.
@@ -183,6 +183,34 @@ struct RolloutMachineTests {
         #expect(script.machine.currentStep == 0)
         _ = try script.send(.tick, after: .seconds(1))
         #expect(script.machine.currentStep == 1)
+    }
+
+    @Test("the hold's timer is set for the hold's end: after the hook, after a resume, and again after an early tick")
+    func holdTimers() throws {
+        var script = ReleaseScript(smoke: [])
+        _ = try script.send(.start)
+        let start = script.now
+        #expect(try script.finishHook(after: .seconds(2)).last == .scheduleTick(at: start + .seconds(32)))
+        #expect(try script.send(.tick, after: .seconds(5)) == [.scheduleTick(at: start + .seconds(32))])
+        _ = try script.send(.pause(by: "cli"), after: .seconds(5))   // held 10 s
+        let resumed = try script.send(.resume(by: "cli"), after: .seconds(60))
+        #expect(resumed.last == .scheduleTick(at: script.now + .seconds(20)))
+    }
+
+    @Test("deposed: the release ends here with nothing more to do, and later events change nothing")
+    func deposed() throws {
+        var script = ReleaseScript(smoke: [])
+        try script.startAndReachFirstStep()
+        #expect(try script.send(.deposed(why: "another replica took its lease")).isEmpty)
+        #expect(script.machine.state == .deposed("another replica took its lease", at: script.now))
+        #expect(script.machine.state.isFinal && script.machine.state.name == "deposed")
+        #expect(script.machine.checkpoint(now: script.now, wallNow: Date()) == nil)  // nothing of it is saved here
+        #expect(try script.send(.tick, after: .seconds(60)).isEmpty)
+        #expect(try script.send(.statistics(green: traffic(100, errors: 100), blue: traffic(100))).isEmpty)
+        #expect(try script.send(.alert(name: "HighErrors")).isEmpty)
+        #expect(throws: RolloutMachine.Refusal.self) { try script.send(.pause(by: "cli")) }
+        #expect(try script.send(.deposed(why: "again")).isEmpty)
+        #expect(script.machine.state == .deposed("another replica took its lease", at: script.now - .seconds(60)))
     }
 
     @Test("a manual gate waits for resume")
@@ -369,7 +397,9 @@ struct RolloutCheckpointTests {
         guard case .shifting(let step, let since) = restored.state else { Issue.record("not shifting: \(restored.state)"); return }
         #expect(step == 1 && otherNow - since == .seconds(15))
         var machine = restored
-        #expect(try machine.handle(.tick, at: otherNow + .seconds(14)).contains(.scheduleTick(at: otherNow + .seconds(14) + machine.evaluationInterval)))
+        // The restored hold ends at the stored step start plus the hold (30 s), not on a poll.
+        #expect(actions.contains(.scheduleTick(at: otherNow + .seconds(15))))
+        #expect(try machine.handle(.tick, at: otherNow + .seconds(14)) == [.scheduleTick(at: otherNow + .seconds(15))])
         #expect(try machine.handle(.tick, at: otherNow + .seconds(15)).contains(.setSplit("0/6")) == false)  // next step: hook first
         #expect(machine.currentStep == 2)
     }

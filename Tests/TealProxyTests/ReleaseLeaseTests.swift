@@ -84,7 +84,7 @@ func withStoreRouter(_ store: any StateStore, _ body: (TealRouter) async throws 
     route.health.enabled = false
     var configuration = ProxyConfiguration()
     configuration.listenPort = 0
-    let router = TealRouter(routes: [route], configuration: configuration, group: group, store: store)
+    let router = TealRouter(routes: [route], configuration: configuration, group: group, store: store, leases: store as? any ReleaseLeases)
     _ = try await router.start()
     var failure: (any Error)?
     do { try await body(router) } catch { failure = error }
@@ -159,10 +159,16 @@ struct ReleaseLeaseTests {
     func writeRefused() async throws {
         try await Self.withRouter { router, store in
             try await router.releases.start(Self.spec)
+            // The first step is in force (its hook passed, its split saved and set).
+            let deadline = ContinuousClock.now + .seconds(5)
+            while router.controller.routes[0].split != Split(blue: 1, green: 1)!, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             store.refuseSaves()
             try await router.releases.send(.pause(by: "test"), route: "shop")
-            try await Task.sleep(for: .milliseconds(200))
             #expect(router.releases.state(route: "shop") == nil)
+            #expect(router.releases.drivenRoutes.isEmpty)
+            #expect(store.stored["shop"]?.checkpoint.phase == .shifting)  // the pause was never saved
         }
     }
 

@@ -62,11 +62,14 @@ public struct RolloutMachine: Sendable {
         case rolledBack(RollbackReason, at: ContinuousClock.Instant)
         /// Done: stopped by an operator, traffic back on blue.
         case aborted(String, at: ContinuousClock.Instant)
+        /// Ended here: another replica runs this release now (it took the lease, or saved the
+        /// release since). This replica changes nothing more; the release itself goes on there.
+        case deposed(String, at: ContinuousClock.Instant)
 
-        /// Whether the release has ended.
+        /// Whether the release has ended (here).
         public var isFinal: Bool {
             switch self {
-            case .promoted, .rolledBack, .aborted: true
+            case .promoted, .rolledBack, .aborted, .deposed: true
             default: false
             }
         }
@@ -82,6 +85,7 @@ public struct RolloutMachine: Sendable {
             case .promoted: "promoted"
             case .rolledBack: "rolled-back"
             case .aborted: "aborted"
+            case .deposed: "deposed"
             }
         }
     }
@@ -102,6 +106,9 @@ public struct RolloutMachine: Sendable {
         case hookFinished(step: Int, failure: String?)
         /// The old blue pool has no in-flight requests or connections left.
         case drained
+        /// This replica may no longer run the release: its lease was lost or taken, or the store
+        /// refused a write (compare-and-set) because another replica saved it since.
+        case deposed(why: String)
     }
 
     /// Something the controller must do.
@@ -186,7 +193,7 @@ public struct RolloutMachine: Sendable {
             // Saved before the split changes: a replica that continues the release after this one
             // died finds it at this step, and sets the step's split again. (A rollback, the safe
             // direction, applies first and is saved after.)
-            return [.persist, .setSplit(steps[step].split), .scheduleTick(at: now + evaluationInterval)]
+            return [.persist, .setSplit(steps[step].split), holdTimer(step: step, since: now, at: now)]
         case (_, .hookFinished):
             return []
 
@@ -204,7 +211,7 @@ public struct RolloutMachine: Sendable {
             return []
 
         case (.shifting(let step, let since), .tick):
-            guard hookPending == nil else { return [.scheduleTick(at: now + evaluationInterval)] }
+            guard hookPending == nil else { return [] }  // the hook's end sets the timer
             if steps[step].manualGate {
                 state = .paused(step: step, held: now - since, gate: true)
                 return [.record("step \(step + 1) (\(steps[step].split)) is a gate: waiting for resume or promote"), .persist]
@@ -214,7 +221,7 @@ public struct RolloutMachine: Sendable {
             if held >= hold(of: step) {
                 return step + 1 < steps.count ? enter(step: step + 1, at: now) : promote(at: now, by: "plan")
             }
-            return [.scheduleTick(at: now + evaluationInterval)]
+            return [holdTimer(step: step, since: since, at: now)]
         case (.draining(_, let deadline), .tick):
             if now >= deadline { return finishPromotion(at: now, note: "drain deadline reached") }
             return [.scheduleTick(at: deadline)]
@@ -240,7 +247,7 @@ public struct RolloutMachine: Sendable {
                     + (step + 1 < steps.count ? enter(step: step + 1, at: now) : promote(at: now, by: who))
             }
             state = .shifting(step: step, since: now - held)
-            return [.record("resumed at step \(step + 1) by \(who)"), .persist, .scheduleTick(at: now + evaluationInterval)]
+            return [.record("resumed at step \(step + 1) by \(who)"), .persist, holdTimer(step: step, since: now - held, at: now)]
         case (.shifting, .resume):
             return []  // not paused: harmless
         case (_, .resume):
@@ -265,7 +272,21 @@ public struct RolloutMachine: Sendable {
             return rollBack(.alert(name: name), at: now)
         case (_, .alert):
             return []
+
+        case (let current, .deposed(let why)) where !current.isFinal:
+            state = .deposed(why, at: now)
+            hookPending = nil
+            return []
+        case (_, .deposed):
+            return []
         }
+    }
+
+    /// The timer that ends the hold of `step` (held since `since`): at the hold's end, or, while
+    /// the plan waits for green's first request (`onNoTraffic: wait`), at the next evaluation.
+    private func holdTimer(step: Int, since: ContinuousClock.Instant, at now: ContinuousClock.Instant) -> Action {
+        let waiting = spec.policy.onNoTraffic == .wait && steps[step].split.green > 0 && lastGreenTraffic == nil
+        return .scheduleTick(at: waiting ? now + evaluationInterval : max(since + hold(of: step), now))
     }
 
     /// The plan step now in force, if any.
@@ -397,6 +418,8 @@ extension RolloutMachine {
             checkpoint.phase = .aborted
             checkpoint.since = wall(at)
             checkpoint.abortReason = reason
+        case .deposed:
+            return nil  // another replica's to save
         }
         return checkpoint
     }
@@ -427,7 +450,7 @@ extension RolloutMachine {
             machine.state = .shifting(step: step, since: since)
             return (machine, [.record("restored after a restart at step \(step + 1)/\(spec.policy.steps.count) "
                                       + "(\(spec.policy.steps[step].split)), held \(Duration.milliseconds(Int64(elapsed * 1000)))"),
-                              .setSplit(spec.policy.steps[step].split), .scheduleTick(at: now + machine.evaluationInterval)])
+                              .setSplit(spec.policy.steps[step].split), machine.holdTimer(step: step, since: since, at: now)])
         case .paused:
             let held = min(max(checkpoint.held ?? .zero, .zero), .seconds(Self.longestStoredSpan))
             machine.state = .paused(step: step, held: held, gate: checkpoint.gate)
