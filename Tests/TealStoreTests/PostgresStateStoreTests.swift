@@ -146,6 +146,14 @@ struct PostgresStateStoreTests {
             late.revision = 2
             await #expect(throws: StateStoreError.self) { _ = try await first.saveRelease(late) }
             #expect(try await second.saveRelease(late).revision == 2)
+            // So are its route changes as the release's driver; other route changes are not.
+            let route = RouteRecord(route: "api", split: Split(blue: 2, green: 4)!, blue: StateStoreContract.blue, green: StateStoreContract.green,
+                                    fileBlue: StateStoreContract.blue, fileGreen: StateStoreContract.green, updatedAt: Date())
+            let before = try await second.storedRoute("api")
+            await #expect(throws: StateStoreError.self) { _ = try await first.saveRoute(route, asReleaseDriver: true) }
+            #expect(try await second.storedRoute("api") == before)
+            #expect(try await second.saveRoute(route, asReleaseDriver: true) > 0)
+            #expect(try await first.saveRoute(route) > 0)
             try await second.releaseLease(route: "api")
             #expect(try await first.acquireLease(route: "api", ttl: .seconds(5)) == 3)
             await first.close()
