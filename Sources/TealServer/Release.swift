@@ -52,7 +52,8 @@ final class Release: Sendable {
         var deposed: String?
         /// Shut down: no more events are taken.
         var stopped = false
-        var endReported = false
+        /// What `ended` was told: 0 nothing, 1 the end, 2 the deposition.
+        var reported = 0
     }
 
     let spec: ReleaseSpec
@@ -80,6 +81,14 @@ final class Release: Sendable {
     var record: ReleaseRecord? { inner.withLock { $0.record } }
     /// Why this replica no longer runs the release, once deposed.
     var deposition: String? { inner.withLock { $0.deposed } }
+    /// Whether the release has ended and that end is saved (when the store is away at the end,
+    /// it is not yet: the lease is kept until it is).
+    var endSaved: Bool {
+        inner.withLock { inner in
+            guard inner.machine.state.isFinal, let saved = inner.record?.checkpoint.phase else { return false }
+            return inner.machine.checkpoint(now: .now, wallNow: Date())?.phase == saved
+        }
+    }
 
     func checkpoint(now: ContinuousClock.Instant, wallNow: Date) -> RolloutMachine.Checkpoint? {
         inner.withLock { $0.machine.checkpoint(now: now, wallNow: wallNow) }
@@ -123,8 +132,9 @@ final class Release: Sendable {
             await run(action, source: source)
         }
         let ended = inner.withLock { inner -> Bool in
-            guard (inner.machine.state.isFinal || inner.deposed != nil), !inner.endReported else { return false }
-            inner.endReported = true
+            let over = inner.deposed != nil ? 2 : inner.machine.state.isFinal ? 1 : 0
+            guard over > inner.reported else { return false }
+            inner.reported = over
             inner.timer?.cancel()
             inner.sampler?.cancel()
             return true
@@ -151,7 +161,7 @@ final class Release: Sendable {
             }
         }
         inner.withLock { inner in
-            if inner.stopped || inner.endReported { sampler.cancel() } else { inner.sampler = sampler }
+            if inner.stopped || inner.reported > 0 { sampler.cancel() } else { inner.sampler = sampler }
         }
     }
 

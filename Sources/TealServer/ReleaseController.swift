@@ -47,6 +47,8 @@ public final class ReleaseController: Sendable {
     public let fleet = FleetTraffic()
     /// Leases on releases when the store is shared: exactly one replica runs a release.
     let leases: (any ReleaseLeases)?
+    /// Rollbacks made here that the shared store has not heard of yet (it was away).
+    let offline: OfflineRollbacks?
     /// The routes whose release lease this replica holds, and when each was last renewed.
     let leased = Mutex<[String: ContinuousClock.Instant]>([:])
     /// How long a lease lasts without renewal (a dead replica's releases wait this long), and
@@ -64,9 +66,10 @@ public final class ReleaseController: Sendable {
     /// `leases`: when replicas share `store`, the leases that let one of them run each release.
     public init(routing: RoutingController, proxy: ProxyServer, group: any EventLoopGroup,
                 evaluationInterval: Duration = .milliseconds(100), metrics: TealMetrics? = nil,
-                store: (any StateStore)? = nil, leases: (any ReleaseLeases)? = nil, retention: JournalRetention = JournalRetention(),
-                logger: Logger = Logger(label: "teal.release")) {
+                store: (any StateStore)? = nil, leases: (any ReleaseLeases)? = nil, offline: OfflineRollbacks? = nil,
+                retention: JournalRetention = JournalRetention(), logger: Logger = Logger(label: "teal.release")) {
         self.routing = routing
+        self.offline = offline
         self.store = store
         self.leases = leases
         self.retention = retention
@@ -313,6 +316,7 @@ extension ReleaseController: ReleaseEnvironment {
 
     func setSplitUnsaved(_ split: Split, route: String) async {
         _ = try? await routing.setSplit(split, route: route, persist: false)
+        offline?.appliedUnsaved(split, route: route, why: "the state store did not take it")
     }
 
     func promoteGreen(route: String, split: Split) async throws(RoutingError) -> [Upstream] {

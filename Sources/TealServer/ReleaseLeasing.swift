@@ -30,7 +30,12 @@ extension ReleaseController {
         guard let leases else { return }
         for (route, run) in runs.withLock({ $0 }) {
             let renewed = leased.withLock { $0[route] }
-            if run.state.isFinal {
+            if run.state.isFinal, run.deposition == nil, !run.endSaved, store != nil {
+                // An end the store did not take (it was away): saved before the lease goes, or
+                // another replica would take the release over from its last saved step.
+                _ = await Self.answer(within: .seconds(1)) { await run.save() }
+            }
+            if run.state.isFinal && (run.endSaved || store == nil || run.deposition != nil) {
                 if renewed != nil {
                     try? await leases.releaseLease(route: route)
                     leased.withLock { $0[route] = nil }
@@ -45,13 +50,15 @@ extension ReleaseController {
             case .some(.success(.none)):
                 await run.depose(why: "another replica took its lease")
             case .some(.failure), .none:
-                if let renewed, ContinuousClock.now - renewed >= Self.leaseTTL {
+                // An ended run whose end is not saved yet stays: its save is fenced, and it is
+                // all that keeps a later take-over from continuing the release.
+                if let renewed, ContinuousClock.now - renewed >= Self.leaseTTL, !run.state.isFinal {
                     await run.depose(why: "the lease could not be renewed for \(Self.leaseTTL)")
                 }
             }
         }
         guard let orphans = try? await leases.unledReleases() else { return }
-        for route in orphans where runs.withLock({ $0[route].map(\.state.isFinal) ?? true }) {
+        for route in orphans where runs.withLock({ $0[route].map { $0.state.isFinal && $0.endSaved } ?? true }) {
             // `try?` folds "the store failed" and "another replica holds it" into nil.
             guard (try? await leases.acquireLease(route: route, ttl: Self.leaseTTL)) != nil else { continue }
             leased.withLock { $0[route] = .now }

@@ -16,6 +16,8 @@ public final class StateFollower: Service, Sendable {
         var outageLogged = false
         /// A full read of the stored state succeeded since start-up.
         var synced = false
+        /// When the store last answered (a resync, or this replica's traffic published).
+        var contact: ContinuousClock.Instant?
     }
 
     private let feed: any StateChangeFeed
@@ -36,18 +38,34 @@ public final class StateFollower: Service, Sendable {
     /// `trafficInterval` (when the store is a `TrafficExchange`).
     private let fleet: FleetTraffic?
     static let trafficInterval = Duration.milliseconds(100)
+    /// Without an answer from the store for this long, it counts as away (`OfflineRollbacks`).
+    static let awayAfter = Duration.milliseconds(1500)
+    private let offline: OfflineRollbacks?
+    private let journal: @Sendable (String, String) async -> Void
+    private let alerter = Mutex<(@Sendable (String, String) async -> Void)?>(nil)
 
     /// `drives` tells which routes' releases this replica runs; `fleet` receives the other
     /// replicas' traffic counts of those routes.
+    /// `offline` keeps the releases safe by this replica's own traffic while the store is away;
+    /// `journal(text, route)` records what it did once the store is back.
     public init(feed: any StateChangeFeed, controller: RoutingController, resyncInterval: Duration = .seconds(5),
-                drives: @escaping @Sendable () -> [String] = { [] }, fleet: FleetTraffic? = nil, logger: Logger = Logger(label: "teal.state")) {
+                drives: @escaping @Sendable () -> [String] = { [] }, fleet: FleetTraffic? = nil, offline: OfflineRollbacks? = nil,
+                journal: @escaping @Sendable (String, String) async -> Void = { _, _ in }, logger: Logger = Logger(label: "teal.state")) {
         self.feed = feed
+        self.offline = offline
+        self.journal = journal
         self.fleet = fleet
         self.controller = controller
         self.resyncInterval = resyncInterval
         self.drives = drives
         self.logger = logger
         replicaID = (feed as? any ReplicaRegistry)?.replicaID ?? String(UUID().uuidString.lowercased().prefix(13))
+    }
+
+    /// How a rollback made here while the store was away is passed to its release (an alert,
+    /// `(route, name)`, to the replica that runs it).
+    public func setAlerter(_ alert: @escaping @Sendable (String, String) async -> Void) {
+        alerter.withLock { $0 = alert }
     }
 
     /// The admin API address this replica reports (`host:port`).
@@ -74,6 +92,7 @@ public final class StateFollower: Service, Sendable {
                 group.addTask { await self.resyncPeriodically() }
                 group.addTask { await self.reportPeriodically() }
                 group.addTask { await self.exchangeTraffic() }
+                group.addTask { await self.guardReleases() }
             }
         }
         // Leaving the list is a courtesy (a replica not heard from drops off it after
@@ -107,10 +126,48 @@ public final class StateFollower: Service, Sendable {
             let driven = drives()
             let fleet = self.fleet
             await Self.waiting(atMost: .seconds(1)) {
-                try? await exchange.publishTraffic(reports)
+                if (try? await exchange.publishTraffic(reports)) != nil, !reports.isEmpty {
+                    self.status.withLock { $0.contact = .now }
+                }
                 guard let fleet, !driven.isEmpty else { return }
                 if let latest = try? await exchange.othersTraffic(routes: driven, within: FleetTraffic.maxAge) {
                     fleet.update(routes: driven, latest: latest)
+                }
+            }
+            try? await Task.sleep(for: Self.trafficInterval)
+        }
+    }
+
+    /// Whether the store counts as away: the change feed is down, or the store has not answered
+    /// for `awayAfter` (a hung database keeps the feed's connection open).
+    public func storeAway(at now: ContinuousClock.Instant = .now) -> Bool {
+        status.withLock { status in
+            guard status.synced else { return false }  // nothing known to guard yet
+            return !status.up || status.contact.map { now - $0 > Self.awayAfter } ?? false
+        }
+    }
+
+    /// Every `trafficInterval`: while the store is away, the releases this replica does not drive
+    /// are judged by its own traffic (`OfflineRollbacks`); once it is back, what was rolled back
+    /// meanwhile is journaled and passed to the release.
+    private func guardReleases() async {
+        guard let offline else { return }
+        let store = feed as? any StateStore
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            if storeAway(at: now) {
+                await offline.judge(driven: Set(drives()), at: now)
+            } else {
+                offline.storeBack()
+                if !offline.pendingRoutes.isEmpty {
+                    let alert = alerter.withLock { $0 }
+                    await Self.waiting(atMost: .seconds(5)) { [journal] in
+                        await offline.report(at: now, record: { text, route in await journal(text, route) }, ask: { route, name in
+                            await alert?(route, name)
+                            guard let store, let stored = try? await store.load() else { return false }
+                            return stored.releases[route].map(\.checkpoint.isFinal) ?? true
+                        })
+                    }
                 }
             }
             try? await Task.sleep(for: Self.trafficInterval)
@@ -196,7 +253,11 @@ public final class StateFollower: Service, Sendable {
     public func resync() async {
         do {
             for stored in try await feed.storedRoutes() { await adopt(stored) }
-            status.withLock { $0.synced = true }
+            if let offline, let store = feed as? any StateStore { offline.known(try await store.load().releases) }
+            status.withLock { status in
+                status.synced = true
+                status.contact = .now
+            }
         } catch {
             logger.debug("state resync failed", metadata: ["cause": "\(error)"])
         }
@@ -204,6 +265,8 @@ public final class StateFollower: Service, Sendable {
 
     private func adopt(_ stored: StoredRoute) async {
         if await controller.adopt(stored) {
+            // A release's step or start changed the route: its release may be new here.
+            if let offline, let store = feed as? any StateStore, let state = try? await store.load() { offline.known(state.releases) }
             logger.info("serving route state saved by a replica", metadata: [
                 "route": "\(stored.record.route)", "revision": "\(stored.revision)", "split": "\(stored.record.split)",
             ])

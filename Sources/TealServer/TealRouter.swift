@@ -96,13 +96,16 @@ public final class TealRouter: Sendable {
         let controller = RoutingController(routes: serving, files: routes, proxy: proxy, metrics: metrics, store: store, logger: logger)
         self.controller = controller
         reporter.target.withLock { $0 = controller }
+        let offline = store is any StateChangeFeed ? OfflineRollbacks(controller: controller, logger: logger) : nil
         self.releases = ReleaseController(routing: controller, proxy: proxy, group: self.group, metrics: metrics,
-                                          store: store, leases: leases, retention: journalRetention, logger: logger)
+                                          store: store, leases: leases, offline: offline, retention: journalRetention, logger: logger)
         self.discovery = DNSDiscoveryService(controller: controller, releases: releases, proxy: proxy, drainTimeout: drainTimeout,
                                              resolver: resolver, logger: logger)
         let releases = self.releases
         self.follower = (store as? any StateChangeFeed).map {
-            StateFollower(feed: $0, controller: controller, drives: { releases.drivenRoutes }, fleet: releases.fleet, logger: logger)
+            StateFollower(feed: $0, controller: controller, drives: { releases.drivenRoutes }, fleet: releases.fleet, offline: offline,
+                          journal: { text, route in await releases.record(text, route: route, source: "replica") },
+                          logger: logger)
         }
     }
 
@@ -286,6 +289,8 @@ public final class TealRouter: Sendable {
         if let admin {
             follower?.setAdminAddress(admin.host.contains(":") ? "[\(admin.host)]:\(admin.port)" : "\(admin.host):\(admin.port)")
             let backend = RouterAdminBackend(router: self, token: admin.token, routeLabel: admin.alertRouteLabel), logger = self.logger
+            // A rollback made here while the store was away goes to the release wherever it runs.
+            follower?.setAlerter { route, name in _ = await backend.alert(route: route, name: name) }
             try admin.validate()
             // Taking over, the predecessor holds the admin port until it starts draining.
             services.append(RetryingBind(retryFor: predecessor == nil ? .zero : drainTimeout + .seconds(5), logger: logger) {

@@ -427,3 +427,41 @@ struct RolloutCheckpointTests {
         #expect(RolloutMachine.restoring(script.machine.spec, from: beyond, now: .now, wallNow: wallNow) == nil)
     }
 }
+
+/// `OfflineRollbackGuard`: a replica's own verdict while the shared store is away.
+@Suite("Offline rollback guard")
+struct OfflineRollbackGuardTests {
+    static let policy: RollbackPolicy = {
+        var policy = RollbackPolicy()
+        policy.maxErrorRate = 0.2
+        policy.minRequests = 10
+        return policy
+    }()
+
+    @Test("the counts at the start are a baseline, not traffic: old failures do not roll back")
+    func baseline() {
+        let start = ContinuousClock.now
+        var verdict = OfflineRollbackGuard(policy: Self.policy, blue: traffic(1000), green: traffic(1000, errors: 900), at: start)
+        #expect(verdict.observe(blue: traffic(1005), green: traffic(1005, errors: 900), at: start + .milliseconds(100)) == nil)
+    }
+
+    @Test("below minRequests no verdict; green failing past the limit over the window rolls back, with the numbers")
+    func failing() {
+        let start = ContinuousClock.now
+        var verdict = OfflineRollbackGuard(policy: Self.policy, blue: PoolStatistics(), green: PoolStatistics(), at: start)
+        #expect(verdict.observe(blue: traffic(9), green: traffic(9, errors: 9), at: start + .milliseconds(100)) == nil)
+        let reason = verdict.observe(blue: traffic(20), green: traffic(20, errors: 12), at: start + .milliseconds(200))
+        #expect(reason == .errorRate(green: 0.6, limit: 0.2, requests: 20))
+    }
+
+    @Test("failures older than the window (10 s) are forgotten")
+    func window() {
+        let start = ContinuousClock.now
+        var verdict = OfflineRollbackGuard(policy: Self.policy, blue: PoolStatistics(), green: PoolStatistics(), at: start)
+        #expect(verdict.observe(blue: PoolStatistics(), green: traffic(9, errors: 9), at: start + .milliseconds(100)) == nil)
+        // 11 s later: 12 more requests, all good; the window holds only those (with the old
+        // ones it would be 9 errors in 21 requests, 43%).
+        let later = traffic(9, errors: 9).adding(traffic(12))
+        #expect(verdict.observe(blue: PoolStatistics(), green: later, at: start + .seconds(11)) == nil)
+    }
+}
