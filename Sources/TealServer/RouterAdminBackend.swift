@@ -25,7 +25,11 @@ public struct RouterAdminBackend: AdminBackend {
         if let state = router.releases.state(route: route), !state.isFinal { return nil }
         guard let follower = router.follower, let registry = router.store as? any ReplicaRegistry,
               let listed = try? await registry.replicas(seenWithin: StateFollower.replicaTimeout),
-              let driver = listed.replicas.first(where: { $0.id != follower.replicaID && $0.drives.contains(route) && !$0.admin.isEmpty })
+              // Not this replica, nor one that had its admin address before it (a replica restarted
+              // on the same ports finds its predecessor listed for a while: asking it would be
+              // asking itself, round and round).
+              let driver = listed.replicas.first(where: { $0.id != follower.replicaID && $0.drives.contains(route) && !$0.admin.isEmpty
+                                                          && $0.admin != follower.record.admin })
         else { return nil }
         return try? AdminClient(address: driver.admin, token: token)
     }
@@ -140,9 +144,26 @@ public struct RouterAdminBackend: AdminBackend {
 
     public func rollout(route name: String) async throws(AdminError) -> RolloutView {
         guard let route = router.controller.routes.first(where: { $0.name == name }) else { throw .notFound("no route named \(name)") }
-        if let driver = await driver(of: name) { return try await driver.send("GET", "/v1/routes/\(name)/rollout") }
+        // A driver that does not answer (it died and is still listed) leaves the stored view.
+        if let driver = await driver(of: name), let view: RolloutView = try? await driver.send("GET", "/v1/routes/\(name)/rollout") {
+            return view
+        }
+        let split = SplitBody(blue: route.split.blue, green: route.split.green)
         guard let state = router.releases.state(route: name), let spec = router.releases.spec(route: name) else {
-            throw .notFound("route \(name) has no release")
+            // Not run here and by no replica now: the release as the shared store last saved it
+            // (it ended, or waits to be taken over).
+            guard router.follower != nil, let stored = try? await router.releases.storedRelease(route: name) else {
+                throw .notFound("route \(name) has no release")
+            }
+            let checkpoint = stored.checkpoint
+            let held: Duration? = switch checkpoint.phase {
+            case .shifting: .milliseconds(Int64(max(0, Date().timeIntervalSince(checkpoint.since)) * 1000))
+            case .paused: checkpoint.held
+            default: nil
+            }
+            return Self.view(route: name, spec: stored.spec, state: checkpoint.phase.rawValue,
+                             step: checkpoint.isFinal ? nil : checkpoint.step + 1, split: split,
+                             reason: checkpoint.rollbackReason?.description ?? checkpoint.abortReason, held: held)
         }
         var reason: String?
         var held: Duration?
@@ -153,12 +174,17 @@ public struct RouterAdminBackend: AdminBackend {
         case .paused(_, let done, _): held = done
         default: break
         }
+        return Self.view(route: name, spec: spec, state: state.name, step: router.releases.step(route: name).map { $0 + 1 }, split: split,
+                         reason: reason, held: held)
+    }
+
+    private static func view(route: String, spec: ReleaseSpec, state: String, step: Int?, split: SplitBody, reason: String?,
+                             held: Duration?) -> RolloutView {
         let rollback = spec.policy.rollback
-        let policy = RolloutView.Policy(holdSeconds: Self.seconds(spec.policy.hold), maxErrorRate: rollback.maxErrorRate,
-                                        minRequests: rollback.minRequests, maxP99Milliseconds: rollback.maxP99.map { Self.seconds($0) * 1000 })
-        return RolloutView(route: name, state: state.name, step: router.releases.step(route: name).map { $0 + 1 },
-                           steps: spec.policy.steps.map(\.description), split: SplitBody(blue: route.split.blue, green: route.split.green),
-                           reason: reason, greenVersion: spec.green.version, heldSeconds: held.map(Self.seconds), policy: policy)
+        let policy = RolloutView.Policy(holdSeconds: seconds(spec.policy.hold), maxErrorRate: rollback.maxErrorRate,
+                                        minRequests: rollback.minRequests, maxP99Milliseconds: rollback.maxP99.map { seconds($0) * 1000 })
+        return RolloutView(route: route, state: state, step: step, steps: spec.policy.steps.map(\.description), split: split,
+                           reason: reason, greenVersion: spec.green.version, heldSeconds: held.map(seconds), policy: policy)
     }
 
     public func rolloutAction(_ action: String, route name: String, by who: String) async throws(AdminError) -> RolloutView {
