@@ -177,6 +177,55 @@ struct PostgresServeTests {
         }
     }
 
+    /// The backends that answer the first `count` requests through the proxy at `port`.
+    static func firstAnswers(port: Int, count: Int) async throws -> [String] {
+        let session = URLSession(configuration: .ephemeral)
+        defer { session.finishTasksAndInvalidate() }
+        var answers: [String] = []
+        for _ in 0..<count {
+            let (data, _) = try await session.data(from: URL(string: "http://127.0.0.1:\(port)/")!)
+            answers.append(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return answers
+    }
+
+    @Test("all three replicas killed with -9 mid-release and restarted: each serves the stored split from its first request, and the release resumes from its step and promotes")
+    func allKilled() async throws {
+        try await Self.withSharedState(plan: "[3/1, 1/3, 0/1]", hold: "3s") { driver, state, cluster in
+            var others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
+            defer { for replica in others { replica.process.send(SIGKILL) } }
+            let load = driver.load()
+            let start = try await driver.teal(["rollout", "start", "shop"])
+            #expect(start.status == 0, "\(start.output)")
+            var view = try await driver.rollout()
+            let waiting = ContinuousClock.now
+            while (view.step != 2 || view.split != SplitBody(blue: 1, green: 3)) && ContinuousClock.now - waiting < .seconds(20) {
+                try await Task.sleep(for: .milliseconds(50))
+                view = try await driver.rollout()
+            }
+            try #require(view.step == 2, "\(view)")
+            _ = await load.stop()
+
+            for replica in others { replica.process.send(SIGKILL) }
+            for replica in others { _ = await replica.process.waitForExit(timeout: .seconds(10)) }
+            try await driver.restart(with: SIGKILL)
+            others = [try await Self.replica(of: driver, state: state), try await Self.replica(of: driver, state: state)]
+            // Every replica serves step 2's split (1 blue in 4) from its very first request.
+            for port in [driver.proxyPort] + others.map(\.proxy) {
+                let first = try await Self.firstAnswers(port: port, count: 8)
+                #expect(first.filter { $0 == "blue" }.count == 2 && first.filter { $0 == "green" }.count == 6, "\(first)")
+            }
+            // The release resumes on one of them (once its dead driver's lease has run out) and promotes.
+            let resumed = driver.load()
+            let admin = try AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil)
+            let outcome = await admin.waitForOutcome(route: "shop", timeout: .seconds(40))
+            _ = await resumed.stop()
+            #expect(outcome.code == 0, "\(String(describing: outcome.view)) \(String(describing: outcome.error))")
+            let events: [EventView] = try await admin.send("GET", "/v1/events?route=shop")
+            #expect(events.contains { $0.text.contains("taken over") && $0.text.contains("step 2") }, "\(events.map(\.text))")
+        }
+    }
+
     @Test("verdicts on every replica's traffic: green failing behind the two replicas that take all the load rolls back the release the third runs, and all three serve all-blue within 1 s")
     func fleetVerdict() async throws {
         try await Self.withSharedState(plan: "[1/1, 0/1]", hold: "60s", green: "bad") { driver, state, cluster in
@@ -299,6 +348,66 @@ struct PostgresServeTests {
             let status = await second.process.waitForExit(timeout: .seconds(20))
             #expect(status == 0 && ContinuousClock.now - stopping < .seconds(5), "exit \(String(describing: status)) after \(ContinuousClock.now - stopping)")
             try await cluster.resume()
+        }
+    }
+
+    @Test("PostgreSQL away and green failing by one replica's own traffic: that replica puts its split back to blue alone; once the database is back it journals that and the release is rolled back fleet-wide")
+    func offlineRollback() async throws {
+        try await Self.withSharedState(plan: "[1/1, 0/1]", hold: "60s", green: "bad") { driver, state, cluster in
+            let other = try await Self.replica(of: driver, state: state)
+            defer { other.process.send(SIGKILL) }
+            let replica = try AdminClient(address: "127.0.0.1:\(other.admin)", token: nil)
+            let start = try await driver.teal(["rollout", "start", "shop"])
+            #expect(start.status == 0, "\(start.output)")
+            // No traffic yet: green's failures are unseen until the database is away.
+            var view: RouteView = try await replica.send("GET", "/v1/routes/shop")
+            let waiting = ContinuousClock.now
+            while view.split != SplitBody(blue: 1, green: 1) && ContinuousClock.now - waiting < .seconds(10) {
+                try await Task.sleep(for: .milliseconds(20))
+                view = try await replica.send("GET", "/v1/routes/shop")
+            }
+            try #require(view.split == SplitBody(blue: 1, green: 1), "\(view)")
+
+            try await cluster.pause()
+            let away = ContinuousClock.now
+            let load = Load(url: URL(string: "http://127.0.0.1:\(other.proxy)/")!, clients: 2)
+            while view.split.green > 0 && ContinuousClock.now - away < .seconds(15) {
+                try await Task.sleep(for: .milliseconds(20))
+                view = try await replica.send("GET", "/v1/routes/shop")
+            }
+            let rolledBack = ContinuousClock.now - away
+            let counts = await load.stop()
+            #expect(view.split.green == 0 && rolledBack < .seconds(5), "\(view) after \(rolledBack)")
+            print("offline rollback: the replica was all-blue \(rolledBack) after the database stopped; answers \(counts)")
+            // Its users get blue now.
+            let after = Load(url: URL(string: "http://127.0.0.1:\(other.proxy)/")!, clients: 1)
+            try await Task.sleep(for: .milliseconds(300))
+            let blueOnly = await after.stop()
+            #expect(blueOnly["500"] == nil && (blueOnly["blue"] ?? 0) > 0, "\(blueOnly)")
+
+            // Away past the lease time (4 s): the driver loses its lease too, and the release is
+            // taken over when the database is back; the report reaches it there.
+            try await Task.sleep(until: away + .seconds(5), clock: .continuous)
+            try await cluster.resume()
+            let back = ContinuousClock.now
+            // The release ends rolled back: by the alert this replica sends, or by the driver's
+            // own verdict once this replica's counts reach it, whichever comes first.
+            var rollout = try await driver.rollout()
+            while rollout.state != "rolled-back" && ContinuousClock.now - back < .seconds(30) {
+                try await Task.sleep(for: .milliseconds(100))
+                if let latest = try? await driver.rollout() { rollout = latest }
+            }
+            let reason = rollout.reason ?? ""
+            #expect(rollout.state == "rolled-back" && (reason.contains("teal-replica-rollback") || reason.contains("error rate")), "\(rollout)")
+            print("offline rollback: release rolled back fleet-wide \(ContinuousClock.now - back) after the database came back: \(reason)")
+            var events: [EventView] = []
+            while !events.contains(where: { $0.source == "replica" }) && ContinuousClock.now - back < .seconds(30) {
+                events = try await replica.send("GET", "/v1/events?route=shop")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(events.contains { $0.source == "replica" && $0.text.contains("while the state store was away") }, "\(events.map(\.text))")
+            let driverView: RouteView = try await AdminClient(address: "127.0.0.1:\(driver.adminPort)", token: nil).send("GET", "/v1/routes/shop")
+            #expect(driverView.split.green == 0, "\(driverView)")
         }
     }
 
