@@ -197,6 +197,39 @@ struct PostgresStateStoreTests {
         }
     }
 
+    @Test("TLS to the database: verify-full against the server's CA works; no TLS is refused by a TLS-only server, and a foreign CA fails naming the cause")
+    func tls() async throws {
+        let certificates = try TestCertificates()
+        defer { certificates.remove() }
+        try certificates.reissue("database", commonName: "127.0.0.1", san: "IP:127.0.0.1")
+        let foreign = try TestCertificates()
+        defer { foreign.remove() }
+        try await PostgresCluster.with(password: "pw", tls: (certificates.path("database.pem"), certificates.path("database.key"))) { cluster in
+            try await cluster.createDatabase("teal")
+            let base = cluster.url(database: "teal", withPassword: true)
+            var checked = try PostgresStateConfiguration(url: base + "?sslmode=verify-full&sslrootcert=\(certificates.path("ca.pem"))")
+            checked.connectTimeout = .seconds(5)
+            let store = try await PostgresStateStore.open(checked)
+            let revision = try await store.saveRoute(RouteRecord(route: "shop", split: Split(blue: 1, green: 0)!, blue: StateStoreContract.blue,
+                                                                 green: nil, fileBlue: StateStoreContract.blue, fileGreen: nil, updatedAt: Date()))
+            #expect(revision > 0)
+            #expect(try await store.load().routes["shop"] != nil)
+            await store.close()
+            // The server took it over TLS: it serves nothing else.
+            let required = try await PostgresStateStore.open(PostgresStateConfiguration(url: base + "?sslmode=require"))
+            #expect(try await required.load().routes["shop"] != nil)
+            await required.close()
+            var plain = try PostgresStateConfiguration(url: base)
+            plain.connectTimeout = .seconds(5)
+            await #expect { _ = try await PostgresStateStore.open(plain) } throws: { "\($0)".contains("no encryption") || "\($0)".contains("pg_hba.conf") }
+            var wrongCA = try PostgresStateConfiguration(url: base + "?sslmode=verify-full&sslrootcert=\(foreign.path("ca.pem"))")
+            wrongCA.connectTimeout = .seconds(5)
+            await #expect { _ = try await PostgresStateStore.open(wrongCA) } throws: { error in
+                "\(error)".contains("postgres://teal@127.0.0.1:\(cluster.port)/teal cannot be read") && !"\(error)".contains(":pw@")
+            }
+        }
+    }
+
     @Test("no server, no password, a wrong password: open fails naming host, port, database and the cause")
     func connectionFailures() async throws {
         let port = try freePort()

@@ -10,7 +10,8 @@ import Glibc
 /// that Debian's package starts.
 ///
 /// The superuser is `teal`; with a `password` it must give it over TCP (scram-sha-256), else TCP
-/// connections are trusted.
+/// connections are trusted. With `tls` (a certificate and key in PEM), TCP connections must use
+/// TLS (`hostssl` only): a client without it is refused.
 public final class PostgresCluster: Sendable {
     public static let binaries = "/usr/lib/postgresql/15/bin"
     public let directory: URL
@@ -30,8 +31,9 @@ public final class PostgresCluster: Sendable {
 
     /// Runs `body` with a new cluster, and stops and removes it afterwards, whether `body` threw
     /// or not.
-    public static func with<T>(password: String? = nil, _ body: (PostgresCluster) async throws -> T) async throws -> T {
-        let cluster = try await start(password: password)
+    public static func with<T>(password: String? = nil, tls: (certificate: String, key: String)? = nil,
+                               _ body: (PostgresCluster) async throws -> T) async throws -> T {
+        let cluster = try await start(password: password, tls: tls)
         do {
             let result = try await body(cluster)
             await cluster.stop()
@@ -44,7 +46,7 @@ public final class PostgresCluster: Sendable {
 
     /// Makes and starts a cluster. A port taken between choosing and binding it is retried with
     /// another (at most three tries).
-    public static func start(password: String? = nil) async throws -> PostgresCluster {
+    public static func start(password: String? = nil, tls: (certificate: String, key: String)? = nil) async throws -> PostgresCluster {
         guard isInstalled else { throw TealProcess.Failure("PostgreSQL 15 is not installed (apt-get install postgresql; scripts/test.sh does)") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("teal-pg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -61,6 +63,20 @@ public final class PostgresCluster: Sendable {
         var cluster: PostgresCluster?
         do {
             try await run(asServer(initdb))
+            if let tls {
+                // The server reads server.crt and server.key from its data folder (the key must be
+                // its own and private), and `ssl = on` turns TLS on at every start.
+                let data = directory.appendingPathComponent("data")
+                for (source, name) in [(tls.certificate, "server.crt"), (tls.key, "server.key")] {
+                    let target = data.appendingPathComponent(name).path
+                    try await run(["/bin/cp", source, target])
+                    try await run(["/bin/chmod", "600", target])
+                    if getuid() == 0 { try await run(["/bin/chown", "postgres:postgres", target]) }
+                }
+                let method = password == nil ? "trust" : "scram-sha-256"
+                try await run(asServer(["/bin/sh", "-c", "printf 'local all all trust\\nhostssl all all 127.0.0.1/32 \(method)\\n' > \(data.path)/pg_hba.conf "
+                                        + "&& echo 'ssl = on' >> \(data.path)/postgresql.conf"]))
+            }
             var failures: [String] = []
             for _ in 0..<3 {
                 let candidate = PostgresCluster(directory: directory, port: try freePort(), password: password)
