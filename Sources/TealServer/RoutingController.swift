@@ -273,6 +273,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
     @discardableResult
     public func adopt(_ stored: StoredRoute) async -> Bool {
         await mutations.withLock {
+            var before: Route?
             let adopted = state.withLock { state -> Bool in
                 guard let index = state.routes.firstIndex(where: { $0.route.name == stored.record.route }) else { return false }
                 var entry = state.routes[index]
@@ -296,6 +297,7 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                     entry.greenRotation = InstanceRotation()
                 }
                 if route.split != entry.route.split { entry.picker = PoolPicker(split: route.split) }
+                before = entry.route
                 entry.route.blue = route.blue
                 entry.route.green = route.green
                 entry.route.split = route.split
@@ -303,8 +305,18 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                                           keeping: entry.health)
                 return true
             }
-            if adopted { await publish() }
-            return adopted
+            guard adopted else { return false }
+            await publish()
+            // Instances no longer in either pool (the old blue after a promotion, a replaced
+            // green) finish their requests and their idle connections close, as on the driver.
+            if let before, let after = routes.first(where: { $0.name == stored.record.route }) {
+                let kept = Set(after.blue.instances + after.pool(.green).instances)
+                let gone = [before.blue, before.pool(.green)].flatMap { pool in
+                    existingUpstreams(route: after.name, pool: PoolSpec(instances: pool.instances.filter { !kept.contains($0) }, tls: pool.tls))
+                }
+                proxy.drain(gone, timeout: .nanoseconds(proxy.configuration.drainTimeout.nanoseconds))
+            }
+            return true
         }
     }
 

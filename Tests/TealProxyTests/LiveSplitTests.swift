@@ -67,6 +67,30 @@ extension LiveTests {
             await fixture.stop()
         }
 
+        @Test("a promotion saved by another replica: this one serves green as blue, and the old blue's idle connections close")
+        func adoptedPromotionDrains() async throws {
+            let fixture = try await LiveFixture.start(blue: ["blue-1"], green: ["green-1"])
+            #expect(try countPools(fixture, requests: 4) == (4, 0))
+            let controller = fixture.router.controller
+            let oldBlue = controller.upstreams(route: "live", pool: .blue)
+            #expect(await fixture.router.proxy.upstreamConnections(to: oldBlue).values.map(\.idle).reduce(0, +) > 0)
+            let file = controller.routes[0]
+            let promoted = RouteRecord(route: "live", split: .allBlue, blue: try #require(file.green), green: nil,
+                                       fileBlue: file.blue, fileGreen: file.green, updatedAt: Date())
+            #expect(await controller.adopt(StoredRoute(record: promoted, revision: 7)))
+            #expect(try countPools(fixture, requests: 4) == (0, 4))  // all by green-1, the blue pool now
+            #expect(controller.routes[0].blue == file.green)
+            // Well before any idle timeout would close them (about 4 s here).
+            let deadline = ContinuousClock.now + .seconds(1)
+            var idle = 1
+            while idle > 0 && ContinuousClock.now < deadline {
+                idle = await fixture.router.proxy.upstreamConnections(to: oldBlue).values.map(\.idle).reduce(0, +)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(idle == 0)
+            await fixture.stop()
+        }
+
         @Test("statistics count every response per pool, with 5xx and latency")
         func statistics() async throws {
             let fixture = try await LiveFixture.start(blue: ["blue-1"], green: ["green-1"], split: Split(blue: 1, green: 1)!,
