@@ -51,6 +51,8 @@ public final class ReleaseController: Sendable {
     let offline: OfflineRollbacks?
     /// The routes whose release lease this replica holds, and when each was last renewed.
     let leased = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Held while a route's lease is taken for a new run, or given up for an ended one.
+    let leaseChanges = AsyncLock()
     /// How long a lease lasts without renewal (a dead replica's releases wait this long), and
     /// how often held leases are renewed and orphaned releases looked for.
     public static let leaseTTL = Duration.seconds(4)
@@ -84,18 +86,22 @@ public final class ReleaseController: Sendable {
     /// (its first word is the journal's source). Refused while another release of the route is running.
     public func start(_ spec: ReleaseSpec, drainTimeout: Duration = .seconds(30), by requester: String = "api") async throws(ReleaseError) {
         guard routing.routes.contains(where: { $0.name == spec.route }) else { throw .unknownRoute(spec.route) }
-        if runs.withLock({ $0[spec.route].map { !$0.state.isFinal } ?? false }) == false {
-            try await takeLease(route: spec.route)
-        }
         var machine = RolloutMachine(spec: spec)
         machine.drainTimeout = drainTimeout
         machine.evaluationInterval = evaluationInterval
         let run = Release(machine: machine, startedBy: JournalEntry.source(of: requester), environment: self)
-        try runs.withLock { runs throws(ReleaseError) in
-            if let existing = runs[spec.route], !existing.state.isFinal {
-                throw .alreadyRunning(spec.route, state: existing.state.name)
+        // The lease and the run change together: lease keeping must not give up, for the run
+        // that ended, the lease this new run has just taken on the same route.
+        try await leaseChanges.withLock { () async throws(ReleaseError) in
+            if runs.withLock({ $0[spec.route].map { !$0.state.isFinal } ?? false }) == false {
+                try await takeLease(route: spec.route)
             }
-            runs[spec.route] = run
+            try runs.withLock { runs throws(ReleaseError) in
+                if let existing = runs[spec.route], !existing.state.isFinal {
+                    throw .alreadyRunning(spec.route, state: existing.state.name)
+                }
+                runs[spec.route] = run
+            }
         }
         do {
             try await routing.setGreen(spec.green, route: spec.route, allBlue: spec.policy.allBlue)

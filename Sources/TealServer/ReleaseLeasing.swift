@@ -36,7 +36,10 @@ extension ReleaseController {
                 _ = await Self.answer(within: .seconds(1)) { await run.save() }
             }
             if run.state.isFinal && (run.endSaved || store == nil || run.deposition != nil) {
-                if renewed != nil {
+                guard renewed != nil else { continue }
+                await leaseChanges.withLock {
+                    // Only while this ended run is still the route's: a new one may hold the lease now.
+                    guard runs.withLock({ $0[route] === run }) else { return }
                     try? await leases.releaseLease(route: route)
                     leased.withLock { $0[route] = nil }
                 }

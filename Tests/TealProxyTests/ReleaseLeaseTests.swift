@@ -18,12 +18,14 @@ final class LeasingStore: StateStore, ReleaseLeases {
         var orphans: [String] = []
         var acquired: [String] = []
         var released: [String] = []
+        var acquireDelay = Duration.zero
     }
 
     private let state = Mutex(State())
 
     func answer(_ answer: Answer) { state.withLock { $0.answer = answer } }
     func refuseSaves() { state.withLock { $0.refuseSaves = true } }
+    func delayAcquire(_ delay: Duration) { state.withLock { $0.acquireDelay = delay } }
     func orphan(_ record: ReleaseRecord) {
         state.withLock { state in
             state.releases[record.spec.route] = record
@@ -52,7 +54,9 @@ final class LeasingStore: StateStore, ReleaseLeases {
     }
 
     func acquireLease(route: String, ttl: Duration) async throws(StateStoreError) -> Int64? {
-        try state.withLock { state throws(StateStoreError) -> Int64? in
+        let delay = state.withLock { $0.acquireDelay }
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        return try state.withLock { state throws(StateStoreError) -> Int64? in
             switch state.answer {
             case .win:
                 state.acquired.append(route)
@@ -169,6 +173,23 @@ struct ReleaseLeaseTests {
             #expect(router.releases.state(route: "shop") == nil)
             #expect(router.releases.drivenRoutes.isEmpty)
             #expect(store.stored["shop"]?.checkpoint.phase == .shifting)  // the pause was never saved
+        }
+    }
+
+    @Test("a release ended and another started at once on the same route: lease keeping does not give up the new one's lease")
+    func endedThenStarted() async throws {
+        try await Self.withRouter { router, store in
+            try await router.releases.start(Self.spec)
+            try await router.releases.send(.abort(reason: "test", by: "test"), route: "shop")
+            // The new start takes the lease slowly; lease keeping runs meanwhile, from a view of
+            // the runs in which the ended release is still the route's.
+            store.delayAcquire(.milliseconds(300))
+            async let started: Void = router.releases.start(Self.spec)
+            try await Task.sleep(for: .milliseconds(100))
+            await router.releases.keepLeases()
+            try await started
+            #expect(store.released.isEmpty, "\(store.released)")
+            #expect(router.releases.drivenRoutes == ["shop"])
         }
     }
 
