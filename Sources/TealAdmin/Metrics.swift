@@ -49,12 +49,15 @@ public struct MetricsSnapshot: Sendable {
         /// The state of the route's latest release (`RolloutMachine.State.name`), if it had one.
         public var release: String?
         public var pools: [Pool]
+        /// Requests green failed that were sent again to blue, by reason (`BlueRetryReason.label`).
+        public var retriesOnBlue: [(reason: String, count: UInt64)]
 
-        public init(name: String, split: Split, release: String?, pools: [Pool]) {
+        public init(name: String, split: Split, release: String?, pools: [Pool], retriesOnBlue: [(reason: String, count: UInt64)] = []) {
             self.name = name
             self.split = split
             self.release = release
             self.pools = pools
+            self.retriesOnBlue = retriesOnBlue
         }
     }
 
@@ -161,6 +164,10 @@ public final class TealMetrics: Sendable {
             for (color, weight) in [(PoolColor.blue, route.split.blue), (.green, route.split.green)] {
                 gauge("teal_split_ratio", "Share of the route's traffic the split sends to each pool colour (0 to 1).",
                       [routeLabel, ("pool", color.description)], Double(weight) / total)
+            }
+            for (reason, count) in route.retriesOnBlue {
+                counter("teal_retries_total", "Requests green failed before any byte of its answer reached the client, answered by blue instead, by reason.",
+                        [routeLabel, ("from", "green"), ("to", "blue"), ("reason", reason)], count)
             }
             for state in RolloutMachine.Checkpoint.Phase.allCases.map(\.rawValue) {
                 gauge("teal_release_state", "1 for the state of the route's latest release, 0 for the others; all 0 before its first release.",

@@ -4,8 +4,10 @@ import TealCore
 extension RouteDecoder {
     /// The release policy; `green` is the route's green pool, which `autoStart` needs.
     /// `hookCheck`, when given, checks that hook commands can run (see `HookCommandCheck`).
-    static func rollout(_ node: ConfigNode, green: PoolSpec?, hookCheck: HookCommandCheck?) throws(ConfigError) -> RolloutPolicy {
-        let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback", "onNoTraffic", "hooks", "autoStart"])
+    /// `retryOnBlue` gets the section's `retryOnBlue` block, when it has one.
+    static func rollout(_ node: ConfigNode, green: PoolSpec?, hookCheck: HookCommandCheck?,
+                        retryOnBlue: inout BlueRetryPolicy) throws(ConfigError) -> RolloutPolicy {
+        let keys = try node.mapping(keys: ["steps", "hold", "smoke", "rollback", "onNoTraffic", "hooks", "autoStart", "retryOnBlue"])
         let stepsNode = try keys.required("steps", expecting: "a list of splits, e.g. [6/0, 2/4, 0/6]")
         var steps: [PlanStep] = []
         let items = try stepsNode.list(of: "splits like 2/4")
@@ -24,6 +26,7 @@ extension RouteDecoder {
         if let rollbackNode = keys.optional("rollback") { policy.rollback = try rollback(rollbackNode) }
         policy.onNoTraffic = try keys.optional("onNoTraffic").map(noTraffic) ?? policy.onNoTraffic
         if let hooksNode = keys.optional("hooks") { policy.hooks = try hooks(hooksNode, check: hookCheck) }
+        if let retryNode = keys.optional("retryOnBlue") { retryOnBlue = try Self.retryOnBlue(retryNode) }
         if let autoStartNode = keys.optional("autoStart") {
             policy.autoStart = try autoStartNode.bool()
             if policy.autoStart {
@@ -109,6 +112,16 @@ extension RouteDecoder {
         request.bodyContains = try keys.optional("bodyContains")?.string("the text the body must contain")
         request.timeout = try keys.optional("timeout")?.duration() ?? request.timeout
         return request
+    }
+
+    /// `rollout.retryOnBlue: {enabled: true, on500: false, budget: 20%}` (every key optional).
+    static func retryOnBlue(_ node: ConfigNode) throws(ConfigError) -> BlueRetryPolicy {
+        let keys = try node.mapping(keys: ["enabled", "on500", "budget"])
+        var policy = BlueRetryPolicy()
+        policy.enabled = try keys.optional("enabled")?.bool() ?? policy.enabled
+        policy.on500 = try keys.optional("on500")?.bool() ?? policy.on500
+        policy.budget = try keys.optional("budget")?.rate() ?? policy.budget
+        return policy
     }
 
     private static func rollback(_ node: ConfigNode) throws(ConfigError) -> RollbackPolicy {

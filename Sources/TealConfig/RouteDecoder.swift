@@ -22,7 +22,9 @@ enum RouteDecoder {
                 try requireGreen(green, at: node, "\(route.split) gives green traffic", orElse: "use 1/0")
             }
         }
-        if let node = keys.optional("rollout") { route.rollout = try rollout(node, green: green, hookCheck: hookCheck) }
+        if let node = keys.optional("rollout") {
+            route.rollout = try rollout(node, green: green, hookCheck: hookCheck, retryOnBlue: &route.retryOnBlue)
+        }
         // Without a split the route starts all blue in its plan's terms (6/0 for 6/0 → 2/4 → 0/6).
         if keys.optional("split") == nil { route.split = route.allBlue }
         if let node = keys.optional("preview") {

@@ -29,6 +29,9 @@ import Yams
 /// | `rollout.hooks.step`, `rollout.hooks.promoted`, `rollout.hooks.rolledBack` | shell command, not empty, run by `/bin/sh -c` in Teal's working directory; its program must resolve when the file loads (`HookCommandCheck`: on `PATH`, or with a `/` an executable file, relative to the working directory) | none |
 /// | `rollout.hooks.timeout` | duration | `60s` |
 /// | `rollout.autoStart` | boolean; `true` needs green instances | `false` |
+/// | `rollout.retryOnBlue.enabled` | boolean: green's failed safe requests are answered by blue | `true` |
+/// | `rollout.retryOnBlue.on500` | boolean: green's 500s count as failures too (502, 503, 504 always do) | `false` |
+/// | `rollout.retryOnBlue.budget` | rate: retries at most this share of the route's requests | `20%` |
 /// | `preview` | `true` (defaults), `false`, or a mapping of the keys below; needs a green pool | off |
 /// | `preview.header` | header name: letters, digits and ``!#$%&'*+-.^_`\|~`` | `X-Teal-Pool` |
 /// | `preview.value` | visible ASCII characters, no spaces | `green` |

@@ -323,6 +323,8 @@ public struct Route: Hashable, Sendable {
     public var upstream = UpstreamSpec()
     /// Preview access to green; `nil` (the default) turns it off.
     public var preview: PreviewAccess?
+    /// Green's failures answered by blue during a release (route file `rollout.retryOnBlue`).
+    public var retryOnBlue = BlueRetryPolicy()
 
     public init(name: String, match: RouteMatch = .any, blue: PoolSpec, green: PoolSpec? = nil,
                 split: Split = .allBlue, rollout: RolloutPolicy? = nil) {

@@ -42,6 +42,12 @@ public final class TrafficRecorder: Sendable {
         base[Self.fieldCount + LatencyBuckets.index(nanoseconds: latencyNanoseconds)].wrappingAdd(1, ordering: .relaxed)
     }
 
+    /// The requests counted in one shard (an event loop reads its own, cheaply).
+    @inline(__always)
+    public func requests(shard: Int) -> UInt64 {
+        counters[(shard % shardCount) * Self.shardStride].load(ordering: .relaxed)
+    }
+
     /// The counts since the recorder was made, summed over shards. Counters read while requests
     /// are being recorded may be one request apart from each other; each is exact.
     public func snapshot() -> PoolStatistics {
@@ -67,22 +73,13 @@ public final class TrafficRecorder: Sendable {
 public final class StatusClassCounter: Sendable {
     /// Number of classes: 1xx, 2xx, 3xx, 4xx, 5xx.
     public static let classCount = 5
-    // 8 × 8 bytes: one cache line a shard, padded to two so neighbours never share one.
-    private static let shardStride = 16
-    private nonisolated(unsafe) let counters: UnsafeMutablePointer<Atomic<UInt64>>
-    public let shardCount: Int
+    private let counters: ShardedCounters
 
     public init(shards: Int) {
-        precondition(shards > 0)
-        shardCount = shards
-        counters = .allocate(capacity: shards * Self.shardStride)
-        for index in 0..<shards * Self.shardStride { (counters + index).initialize(to: Atomic(0)) }
+        counters = ShardedCounters(shards: shards, fields: Self.classCount)
     }
 
-    deinit {
-        counters.deinitialize(count: shardCount * Self.shardStride)
-        counters.deallocate()
-    }
+    public var shardCount: Int { counters.shardCount }
 
     /// The class index of a status code: 0 for 1xx … 4 for 5xx (out-of-range codes clamp).
     @inline(__always)
@@ -96,14 +93,53 @@ public final class StatusClassCounter: Sendable {
     /// Counts one answer with `status` in `shard`.
     @inline(__always)
     public func record(shard: Int, status: Int) {
-        counters[(shard % shardCount) * Self.shardStride + Self.classIndex(status: status)].wrappingAdd(1, ordering: .relaxed)
+        counters.add(shard: shard, field: Self.classIndex(status: status))
     }
 
     /// The counts per class since the counter was made, summed over shards.
+    public func snapshot() -> [UInt64] { counters.snapshot() }
+}
+
+/// A few exact counters (at most 16), sharded like `TrafficRecorder` so event loops never write
+/// the same cache line; `snapshot()` adds the shards up.
+public final class ShardedCounters: Sendable {
+    // 16 × 8 bytes a shard: two cache lines, so neighbours never share one.
+    private static let shardStride = 16
+    private nonisolated(unsafe) let counters: UnsafeMutablePointer<Atomic<UInt64>>
+    public let shardCount: Int
+    public let fieldCount: Int
+
+    public init(shards: Int, fields: Int) {
+        precondition(shards > 0 && (1...Self.shardStride).contains(fields))
+        shardCount = shards
+        fieldCount = fields
+        counters = .allocate(capacity: shards * Self.shardStride)
+        for index in 0..<shards * Self.shardStride { (counters + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        counters.deinitialize(count: shardCount * Self.shardStride)
+        counters.deallocate()
+    }
+
+    /// Adds one to `field` in `shard`.
+    @inline(__always)
+    public func add(shard: Int, field: Int) {
+        counters[(shard % shardCount) * Self.shardStride + field].wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// All fields of one shard added up (an event loop reads its own, cheaply).
+    public func total(shard: Int) -> UInt64 {
+        var sum: UInt64 = 0
+        for field in 0..<fieldCount { sum &+= counters[(shard % shardCount) * Self.shardStride + field].load(ordering: .relaxed) }
+        return sum
+    }
+
+    /// The counts per field since the counters were made, summed over shards.
     public func snapshot() -> [UInt64] {
-        var totals = [UInt64](repeating: 0, count: Self.classCount)
+        var totals = [UInt64](repeating: 0, count: fieldCount)
         for shard in 0..<shardCount {
-            for index in 0..<Self.classCount {
+            for index in 0..<fieldCount {
                 totals[index] &+= counters[shard * Self.shardStride + index].load(ordering: .relaxed)
             }
         }

@@ -20,6 +20,19 @@ final class LoopContext: @unchecked Sendable {
     private let requestIDPrefix: [UInt8]
     /// `X-Forwarded-Proto: http\r\nVia: ` and similar constants, rendered once.
     let constantHeaders: ProxyHeaderBytes
+    /// Each route's retry-on-blue budget on this loop, by route name (touched only when green fails).
+    private var blueRetryBudgets: [String: BlueRetryBudget] = [:]
+
+    /// Takes one retry on blue from `route`'s budget on this loop, when there is one left.
+    func takeBlueRetry(_ route: RouteRuntime) -> Bool {
+        // Client requests: every attempt is counted in its pool, so retries are taken off.
+        let requests = route.blue.recorder.requests(shard: index) &+ route.green.recorder.requests(shard: index)
+            &- route.retries.total(shard: index)
+        var budget = blueRetryBudgets[route.name] ?? BlueRetryBudget(share: route.retryOnBlue.budget, requests: requests)
+        let allowed = budget.take(requests: requests)
+        blueRetryBudgets[route.name] = budget
+        return allowed
+    }
 
     init(index: Int, eventLoop: any EventLoop, configuration: ProxyConfiguration, snapshot: RoutingSnapshot,
          healthReporter: (any UpstreamHealthReporter)?) {

@@ -50,6 +50,10 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         var isHTTP11 = true
         var wantsUpgrade = false
         var closeAfter = false
+        /// Safe to send again (GET, HEAD, OPTIONS or an Idempotency-Key, and no body).
+        var retrySafe = false
+        /// Green failed it and it went to blue (once only).
+        var retriedOnBlue = false
     }
 
     private let loop: LoopContext
@@ -363,6 +367,7 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         exchange.wantsUpgrade = head.wantsUpgrade
         exchange.body = BodyTracker(head.framing)
         exchange.hasBody = head.framing != .none
+        exchange.retrySafe = (head.isSafeMethod || head.hasIdempotencyKey) && !exchange.hasBody && !head.wantsUpgrade
         exchange.requestDone = exchange.body.isDone
         let closeOnError = !exchange.clientKeepAlive || exchange.hasBody
         if head.isConnect { return .reject(.methodNotAllowed, close: closeOnError, headLength: end) }
@@ -482,6 +487,11 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     }
 
     func upstreamResponseHead(_ head: ResponseHead, bytes: ByteBuffer) {
+        if exchange.color == .green, let route = exchange.route, route.retryOnBlue.retries(status: head.status),
+           let reason = BlueRetryReason(status: head.status),
+           retryOnBlue(reason, outcome: .response(status: head.status), clientStatus: head.status) {
+            return  // green's answer is dropped; blue answers
+        }
         exchange.responseStarted = true
         exchange.status = head.status
         exchange.headLatency = elapsed()
@@ -589,6 +599,14 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
             loop.healthReporter?.requestFailed(route: route.name, upstream: instance)
             instance.hasFailures.store(true, ordering: .relaxed)
         }
+        if exchange.color == .green {
+            let (retry, outcome, status): (BlueRetryReason, RequestOutcome, Int) = switch reason {
+            case .connectRefused, .connectTimeout: (.connect, .connectError, ProxyError.forUpstream(reason).status)
+            case .timeout: (.timeout, .timeout, ProxyError.forUpstream(reason).status)
+            case .closed, .invalidResponse: (.reset, .invalidResponse, ProxyError.forUpstream(reason).status)
+            }
+            if retryOnBlue(retry, outcome: outcome, clientStatus: status) { return }
+        }
         let connectFailure = reason == .connectRefused || reason == .connectTimeout
         if connectFailure, exchange.attempts < route.upstream.maxTries, let next = nextUntried(route, after: instance) {
             exchange.instance = next
@@ -603,6 +621,35 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         case .closed, .invalidResponse: .invalidResponse
         }
         failExchange(.forUpstream(reason), outcome: outcome)
+    }
+
+    /// Sends the request once more, to blue, when green failed it before any byte of the answer
+    /// went to the client, the request is safe to repeat, the route allows it and its budget on
+    /// this loop has a retry left. Green's failure is counted in green's statistics first (the
+    /// verdict must see it). Returns whether the request went to blue.
+    private func retryOnBlue(_ reason: BlueRetryReason, outcome: RequestOutcome, clientStatus: Int) -> Bool {
+        guard !exchange.retriedOnBlue, exchange.retrySafe, !exchange.responseStarted, exchange.requestDone,
+              let route = exchange.route, route.retryOnBlue.enabled else { return false }
+        let blue = route.blue.available
+        guard !blue.isEmpty, loop.takeBlueRetry(route) else { return false }
+        record(outcome, clientStatus: clientStatus)
+        if let upstream {
+            self.upstream = nil
+            upstream.client = nil
+            upstream.close()
+        }
+        route.retries.add(shard: loop.index, field: reason.rawValue)
+        exchange.retriedOnBlue = true
+        exchange.color = .blue
+        exchange.instance = blue[route.blue.rotation.next(count: blue.count)]
+        exchange.tried = []
+        exchange.attempts = 0
+        exchange.staleRetried = false
+        exchange.start = .now()  // blue's latency is its own
+        state = .idle  // dispatch() sets the next state
+        dispatch()
+        process()
+        return true
     }
 
     private func nextUntried(_ route: RouteRuntime, after instance: Upstream) -> Upstream? {

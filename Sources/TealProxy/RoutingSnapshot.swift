@@ -69,15 +69,22 @@ public final class RouteRuntime: Sendable {
     public let green: PoolRuntime
     /// Requests it matches go to green whatever the split; `nil` when preview access is off.
     public let preview: PreviewMatcher?
+    /// Which of green's failures are answered by blue, and the retries' budget.
+    public let retryOnBlue: BlueRetryPolicy
+    /// Retries on blue by reason (`BlueRetryReason`), kept across snapshots.
+    public let retries: ShardedCounters
 
     public init(name: String, upstream: UpstreamSpec, picker: PoolPicker, blue: PoolRuntime, green: PoolRuntime,
-                preview: PreviewMatcher? = nil) {
+                preview: PreviewMatcher? = nil, retryOnBlue: BlueRetryPolicy = BlueRetryPolicy(),
+                retries: ShardedCounters = ShardedCounters(shards: 1, fields: BlueRetryReason.allCases.count)) {
         self.name = name
         self.upstream = upstream
         self.picker = picker
         self.blue = blue
         self.green = green
         self.preview = preview
+        self.retryOnBlue = retryOnBlue
+        self.retries = retries
     }
 
     @inline(__always)

@@ -265,8 +265,10 @@ public struct RouterAdminBackend: AdminBackend {
                                                   statistics: controller.statistics(route: route.name, pool: color) ?? PoolStatistics(),
                                                   instances: instances))
             }
+            let retries = controller.retries(route: route.name)
             routes.append(MetricsSnapshot.Route(name: route.name, split: route.split,
-                                                release: router.releases.state(route: route.name)?.name, pools: pools))
+                                                release: router.releases.state(route: route.name)?.name, pools: pools,
+                                                retriesOnBlue: BlueRetryReason.allCases.map { ($0.label, retries[$0] ?? 0) }))
         }
         let store = MetricsSnapshot.Store(revision: router.controller.servedRevision, up: router.follower?.isUp ?? true,
                                           drives: router.releases.drivenRoutes)

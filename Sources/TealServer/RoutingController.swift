@@ -28,6 +28,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         var file: Route
         /// The store revision of the state served (0 until saved or adopted at one).
         var revision: Int64 = 0
+        /// Retries on blue by reason (`BlueRetryReason`).
+        var retries: ShardedCounters
     }
 
     private struct UpstreamKey: Hashable {
@@ -78,7 +80,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                    greenRecorder: TrafficRecorder(shards: proxy.shardCount),
                    picker: PoolPicker(split: route.split),
                    blueLatency: metrics?.latencyTimer(route: route.name, pool: .blue),
-                   greenLatency: metrics?.latencyTimer(route: route.name, pool: .green), file: file)
+                   greenLatency: metrics?.latencyTimer(route: route.name, pool: .green), file: file,
+                   retries: ShardedCounters(shards: proxy.shardCount, fields: BlueRetryReason.allCases.count))
     }
 
     /// Replaces the routes by a new set from the route files, atomically, as `RouteReload.plan`
@@ -330,6 +333,12 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
         state.withLock { state in state.routes.map(\.revision).max() ?? 0 }
     }
 
+    /// The retries on blue of a route by reason, since it was loaded.
+    public func retries(route name: String) -> [BlueRetryReason: UInt64] {
+        guard let counts = state.withLock({ state in state.routes.first { $0.route.name == name }?.retries })?.snapshot() else { return [:] }
+        return Dictionary(uniqueKeysWithValues: BlueRetryReason.allCases.map { ($0, counts[$0.rawValue]) })
+    }
+
     /// The cumulative traffic counts of a route's pool.
     public func statistics(route name: String, pool color: PoolColor) -> PoolStatistics? {
         state.withLock { state in
@@ -473,7 +482,8 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                 }
                 runtimes.append(RouteRuntime(name: entry.route.name, upstream: entry.route.upstream,
                                              picker: entry.picker, blue: pool(.blue), green: pool(.green),
-                                             preview: entry.route.preview.map(PreviewMatcher.init)))
+                                             preview: entry.route.preview.map(PreviewMatcher.init),
+                                             retryOnBlue: entry.route.retryOnBlue, retries: entry.retries))
             }
             return RoutingSnapshot(routes: runtimes, matches: state.routes.map(\.route.match), generation: proxy.nextGeneration())
         }

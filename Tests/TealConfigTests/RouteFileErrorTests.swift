@@ -120,11 +120,11 @@ import Testing
 
     @Test(arguments: [
         (minimalRoute("rollout: 6/0\n"),
-         "routes/shop.yaml:4: rollout: expected a mapping with keys steps, hold, smoke, rollback, onNoTraffic, hooks, autoStart, found \"6/0\""),
+         "routes/shop.yaml:4: rollout: expected a mapping with keys steps, hold, smoke, rollback, onNoTraffic, hooks, autoStart, retryOnBlue, found \"6/0\""),
         (minimalRoute("rollout:\n  hold: 10s\n"),
          "routes/shop.yaml:4: missing key `steps` in rollout; expected a list of splits, e.g. [6/0, 2/4, 0/6]"),
         (minimalRoute("rollout:\n  steps: [1/0]\n  pause: 10s\n"),
-         "routes/shop.yaml:6: unknown key `pause` in rollout; expected one of steps, hold, smoke, rollback, onNoTraffic, hooks, autoStart"),
+         "routes/shop.yaml:6: unknown key `pause` in rollout; expected one of steps, hold, smoke, rollback, onNoTraffic, hooks, autoStart, retryOnBlue"),
         (minimalRoute("rollout:\n  steps: []\n"),
          "routes/shop.yaml:5: rollout.steps: expected at least one step, e.g. [6/0, 2/4, 0/6]"),
         (minimalRoute("rollout:\n  steps: 6/0\n"),

@@ -118,6 +118,22 @@ import Yams
         #expect(route.health == HealthCheckSpec() && route.upstream == UpstreamSpec())
     }
 
+    @Test func retryOnBlueIsOnByDefaultAndConfigurable() throws {
+        #expect(try RouteFileLoader.parseRoute(yaml: minimalRoute(), file: "f.yaml").retryOnBlue == BlueRetryPolicy())
+        let route = try RouteFileLoader.parseRoute(
+            yaml: minimalRoute("rollout:\n  steps: [6/0, 0/6]\n  retryOnBlue: {enabled: false, on500: true, budget: 5%}\n"), file: "f.yaml")
+        var expected = BlueRetryPolicy()
+        expected.enabled = false
+        expected.on500 = true
+        expected.budget = 0.05
+        #expect(route.retryOnBlue == expected)
+        let error = parseErrorDescription(minimalRoute("rollout:\n  steps: [6/0, 0/6]\n  retryOnBlue: {retries: 3}\n"))
+        #expect(error?.contains("routes/shop.yaml:6") == true && error?.contains("unknown key `retries` in rollout.retryOnBlue") == true,
+                "\(error ?? "no error")")
+        let rate = parseErrorDescription(minimalRoute("rollout:\n  steps: [6/0, 0/6]\n  retryOnBlue: {budget: 120%}\n"))
+        #expect(rate?.contains("budget") == true, "\(rate ?? "no error")")
+    }
+
     @Test func emptyValuesCountAsAbsent() throws {
         let route = try RouteFileLoader.parseRoute(yaml: minimalRoute("match:\ngreen:\nrollout: ~\n"), file: "f.yaml")
         #expect(route.match == .any && route.green == nil && route.rollout == nil)

@@ -465,3 +465,32 @@ struct OfflineRollbackGuardTests {
         #expect(verdict.observe(blue: PoolStatistics(), green: later, at: start + .seconds(11)) == nil)
     }
 }
+
+/// `BlueRetryBudget`: retries on blue are at most a share of the route's requests.
+@Suite("Blue retry budget")
+struct BlueRetryBudgetTests {
+    @Test("a first burst of 10, then one retry per 5 requests at 20%; requests counted before it started do not pay")
+    func budget() {
+        var budget = BlueRetryBudget(share: 0.2, requests: 1_000)
+        var allowed = 0
+        for _ in 0..<20 { if budget.take(requests: 1_000) { allowed += 1 } }
+        #expect(allowed == 10)
+        let early = budget.take(requests: 1_004)  // 0.8 of a retry
+        let paid = budget.take(requests: 1_005)   // 1.0
+        let again = budget.take(requests: 1_005)
+        #expect(!early && paid && !again)
+        // A long quiet stretch of requests refills at most the burst.
+        allowed = 0
+        for _ in 0..<20 { if budget.take(requests: 100_000) { allowed += 1 } }
+        #expect(allowed == 10)
+    }
+
+    @Test("which answers the policy retries")
+    func statuses() {
+        var policy = BlueRetryPolicy()
+        #expect([502, 503, 504].allSatisfy(policy.retries(status:)))
+        #expect(![200, 404, 500, 501, 505].contains(where: policy.retries(status:)))
+        policy.on500 = true
+        #expect(policy.retries(status: 500))
+    }
+}

@@ -110,6 +110,10 @@ struct RequestHead {
     var isIdempotent = false
     var isConnect = false
     var isOptions = false
+    /// GET, HEAD or OPTIONS: safe to send again to another instance.
+    var isSafeMethod = false
+    /// The request carries an `Idempotency-Key`: its sender says it may be sent again.
+    var hasIdempotencyKey = false
     var target = 0..<0
     /// `true` for HTTP/1.1, `false` for HTTP/1.0.
     var isHTTP11 = true
@@ -204,6 +208,8 @@ struct RequestHead {
             case 15 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-for"):
                 head.forwardedFor = head.forwardedFor ?? value
                 head.headers.drop(line: lineIndex)
+            case 15 where HTTPBytes.equalsIgnoringCase(bytes, name, "idempotency-key"):
+                head.hasIdempotencyKey = !value.isEmpty
             case 16 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-host"),
                  16 where HTTPBytes.equalsIgnoringCase(bytes, name, "x-forwarded-port"),
                  16 where HTTPBytes.equalsIgnoringCase(bytes, name, "proxy-connection"):
@@ -303,13 +309,16 @@ struct RequestHead {
     /// answer without a body that the instance sends with one).
     private mutating func classifyMethod(_ bytes: UnsafeRawBufferPointer) {
         switch methodEnd {
-        case 3: isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "GET") || HTTPBytes.equalsExactly(bytes, 0, "PUT")
-        case 4: isHead = HTTPBytes.equalsExactly(bytes, 0, "HEAD"); isIdempotent = isHead
+        case 3:
+            isSafeMethod = HTTPBytes.equalsExactly(bytes, 0, "GET")
+            isIdempotent = isSafeMethod || HTTPBytes.equalsExactly(bytes, 0, "PUT")
+        case 4: isHead = HTTPBytes.equalsExactly(bytes, 0, "HEAD"); isIdempotent = isHead; isSafeMethod = isHead
         case 5: isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "TRACE")
         case 6: isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "DELETE")
         case 7:
             isIdempotent = HTTPBytes.equalsExactly(bytes, 0, "OPTIONS")
             isOptions = isIdempotent
+            isSafeMethod = isIdempotent
             isConnect = HTTPBytes.equalsExactly(bytes, 0, "CONNECT")
         default: break
         }

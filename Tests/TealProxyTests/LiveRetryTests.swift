@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+import TealCore
+@testable import TealProxy
+import TealServer
+
+extension LiveTests {
+    /// Green's failures answered by blue (`rollout.retryOnBlue`), with every request on green
+    /// (split 0/1) so each one meets the failing green first.
+    @Suite("Live retry on blue", .serialized)
+    struct RetryOnBlue {
+        /// A router whose green pool is `green` (blue is a healthy demo backend), all traffic on green.
+        static func fixture(green: InstanceAddress, edit: @escaping (inout Route) -> Void = { _ in }) async throws -> LiveFixture {
+            try await LiveFixture.start(blue: ["blue-1"], edit: { route in
+                route.green = PoolSpec(version: "2", instances: [green])
+                route.split = Split(blue: 0, green: 1)!
+                route.upstream.responseTimeout = .milliseconds(300)
+                route.upstream.connectTimeout = .milliseconds(300)
+                edit(&route)
+            })
+        }
+
+        static func retries(_ fixture: LiveFixture) -> [BlueRetryReason: UInt64] {
+            fixture.router.controller.retries(route: "live").filter { $0.value > 0 }
+        }
+
+        static func statistics(_ fixture: LiveFixture, _ color: PoolColor) -> PoolStatistics {
+            fixture.router.controller.statistics(route: "live", pool: color) ?? PoolStatistics()
+        }
+
+        enum Failure: String, CaseIterable, CustomStringConvertible {
+            case status502, status503, status504, reset, timeout, refused
+            var description: String { rawValue }
+            var reason: BlueRetryReason {
+                switch self {
+                case .status502: .status502
+                case .status503: .status503
+                case .status504: .status504
+                case .reset: .reset
+                case .timeout: .timeout
+                case .refused: .connect
+                }
+            }
+        }
+
+        /// A green instance that fails this way, and how to stop it.
+        static func failingGreen(_ failure: Failure) async throws -> (InstanceAddress, () async -> Void) {
+            let reply: String
+            var close = true
+            switch failure {
+            case .status502, .status503, .status504:
+                let status = failure == .status502 ? 502 : failure == .status503 ? 503 : 504
+                reply = "HTTP/1.1 \(status) Bad\r\nContent-Length: 5\r\nX-Backend: green-1\r\n\r\ngreen"
+            case .reset: reply = ""
+            case .timeout:
+                reply = ""
+                close = false
+            case .refused:
+                return (InstanceAddress(host: "127.0.0.1", port: try refusedPort()), {})
+            }
+            let upstream = try await CannedUpstream(reply: reply, close: close)
+            return (upstream.address, { await upstream.stop() })
+        }
+
+        @Test("a GET that green fails is answered by blue; green's failure counts in green's statistics", arguments: Failure.allCases)
+        func answeredByBlue(_ failure: Failure) async throws {
+            let (green, stopGreen) = try await Self.failingGreen(failure)
+            let fixture = try await Self.fixture(green: green)
+            for method in ["GET", "HEAD", "OPTIONS"] {
+                let connection = try fixture.connect()
+                try connection.send("\(method) / HTTP/1.1\r\nHost: a\r\n\r\n")
+                let response = try connection.readResponse(requestWasHead: method == "HEAD")
+                #expect(response.status == 200 && response.header("X-Backend") == "blue-1", "\(method): \(response.status)")
+            }
+            #expect(Self.retries(fixture) == [failure.reason: 3])
+            let metrics = String(decoding: await RouterAdminBackend(router: fixture.router).metrics(), as: UTF8.self)
+            #expect(metrics.contains("teal_retries_total{route=\"live\",from=\"green\",to=\"blue\",reason=\"\(failure.reason.label)\"} 3"),
+                    "\(metrics.split(separator: "\n").filter { $0.contains("retries") })")
+            let greenStats = Self.statistics(fixture, .green)
+            #expect(greenStats.requests == 3 && greenStats.errors == 3, "\(greenStats)")
+            #expect(Self.statistics(fixture, .blue).requests == 3)
+            await fixture.stop()
+            await stopGreen()
+        }
+
+        @Test("not repeated: a POST without an Idempotency-Key, a request with a body, an upgrade; a bodiless POST with a key is")
+        func onlyRetrySafe() async throws {
+            let (green, stopGreen) = try await Self.failingGreen(.status502)
+            let fixture = try await Self.fixture(green: green)
+            let cases: [(String, String)] = [
+                ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "green-1"),
+                ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "green-1"),
+                ("POST / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: 8e03978e\r\n\r\n", "blue-1"),
+                ("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nIdempotency-Key: 8e03978f\r\n\r\nhi", "green-1"),
+            ]
+            for (request, backend) in cases {
+                let connection = try fixture.connect()
+                try connection.send(request)
+                let response = try connection.readResponse()
+                #expect(response.header("X-Backend") == backend, "\(request.prefix(20)): \(response.status)")
+            }
+            #expect(Self.retries(fixture) == [.status502: 1])
+            await fixture.stop()
+            await stopGreen()
+        }
+
+        @Test("after green's answer has started, nothing is repeated: the client sees the cut-off answer")
+        func notAfterTheAnswerStarted() async throws {
+            let upstream = try await CannedUpstream(reply: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nX-Backend: green-1\r\n\r\npartial")
+            let fixture = try await Self.fixture(green: upstream.address)
+            let connection = try fixture.connect()
+            try connection.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(throws: (any Error).self) { _ = try connection.readResponse() }
+            #expect(Self.retries(fixture).isEmpty)
+            #expect(Self.statistics(fixture, .blue).requests == 0)
+            await fixture.stop()
+            await upstream.stop()
+        }
+
+        @Test("switched off by the route, or a 500 unless on500: green's answer goes to the client")
+        func switchedOff() async throws {
+            let (green, stopGreen) = try await Self.failingGreen(.status502)
+            let off = try await Self.fixture(green: green) { $0.retryOnBlue.enabled = false }
+            #expect(try off.get().status == 502)
+            #expect(Self.retries(off).isEmpty)
+            await off.stop()
+            await stopGreen()
+
+            let upstream = try await CannedUpstream(reply: "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+            let plain = try await Self.fixture(green: upstream.address)
+            #expect(try plain.get().status == 500)
+            await plain.stop()
+            let on500 = try await Self.fixture(green: upstream.address) { $0.retryOnBlue.on500 = true }
+            #expect(try on500.get().header("X-Backend") == "blue-1")
+            #expect(Self.retries(on500) == [.status500: 1])
+            await on500.stop()
+            await upstream.stop()
+        }
+
+        @Test("the budget holds under a 100%-failing green: at most 10 + 20% of the requests go to blue again")
+        func budget() async throws {
+            let (green, stopGreen) = try await Self.failingGreen(.status503)
+            let fixture = try await Self.fixture(green: green)
+            let connection = try fixture.connect()
+            var statuses: [Int: Int] = [:]
+            for _ in 0..<200 {
+                try connection.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                statuses[try connection.readResponse().status, default: 0] += 1
+            }
+            let retried = Int(Self.retries(fixture)[.status503] ?? 0)
+            #expect(statuses[200] == retried && statuses[503] == 200 - retried, "\(statuses)")
+            // One event loop serves the connection: its bucket starts with 10 and gains 0.2 a request.
+            #expect(retried >= 40 && retried <= 51, "\(retried) retries")
+            #expect(Self.statistics(fixture, .green).errors == 200)
+            await fixture.stop()
+            await stopGreen()
+        }
+    }
+}
