@@ -3,7 +3,8 @@
 # RUNS times with a green that fails ERROR_RATE of its requests, and HEALTHY_RUNS times with a
 # healthy green. Reports the time from the first failing green answer the load generator saw to
 # the rollback (median and worst), requests that failed for users, and false rollbacks of the
-# healthy green. Writes the "Release" section of benchmarks/RESULTS.md.
+# healthy green, and how many requests green failed were answered by blue. Writes the "Release"
+# section of benchmarks/RESULTS.md.
 # Env: RUNS=5 HEALTHY_RUNS=5 ERROR_RATE=0.3 STEP_SECONDS=2 TEAL_BIN=...
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -31,11 +32,13 @@ python3 - "$OUT" "$PKG_ROOT/benchmarks/RESULTS.md" "$RUNS" "$HEALTHY_RUNS" "$ERR
 import glob, re, statistics, sys, datetime
 out, results, runs, healthy_runs, rate, step, binary = sys.argv[1:8]
 summary = re.compile(r"teal demo: (\S+)\. Requests served: (\d+); failed for users: (\d+)(?:; first green failure to all-blue: (\d+) ms)?")
+retried = re.compile(r"teal demo: (\d+) requests green failed were answered by blue")
 def parse(pattern):
     rows = []
     for path in sorted(glob.glob(f"{out}/{pattern}-*.log")):
-        match = summary.search(open(path).read())
-        rows.append(match.groups() if match else ("no summary", "0", "0", None))
+        text = open(path).read()
+        match, rescue = summary.search(text), retried.search(text)
+        rows.append((match.groups() if match else ("no summary", "0", "0", None)) + (rescue.group(1) if rescue else "0",))
     return rows
 faulty, healthy = parse("faulty"), parse("healthy")
 times = [int(r[3]) for r in faulty if r[0] == "rolled-back" and r[3]]
@@ -44,17 +47,21 @@ lines = ["## Release: detect-to-rollback", "",
          f"`teal demo --green-error-rate {rate} --step-seconds {step}` {runs} times and `teal demo --step-seconds {step}` "
          f"{healthy_runs} times (6 blue and 6 green demo instances, 8 load workers, plan 6/0 → 6/1 → 2/4 → 0/6, "
          "rollback at 5% errors over at least 50 green requests in a 10 s window, verdicts every 100 ms). "
-         "The time is from the first failing green answer the load generator saw to the rollback's split swap; it "
+         "The time is from green's first failure (the first failing answer the load generator saw, or the first "
+         "green error Teal counted, sampled every 5 ms, whichever came first: green's failed GETs are answered by "
+         "blue, `rollout.retryOnBlue` with `on500`, so users may never see one) to the rollback's split swap; it "
          "includes collecting the 50 green requests the small-sample guard needs. Raw logs: "
          f"`{out.split('benchmarks/', 1)[-1]}`.", "",
-         "| run | outcome | requests | failed for users | first green failure → all blue |", "|---|---|---:|---:|---:|"]
+         "| run | outcome | requests | failed for users | answered by blue after green failed | first green failure → all blue |",
+         "|---|---|---:|---:|---:|---:|"]
 for i, r in enumerate(faulty, 1):
-    lines.append(f"| faulty {i} | {r[0]} | {r[1]} | {r[2]} | {r[3] + ' ms' if r[3] else '–'} |")
+    lines.append(f"| faulty {i} | {r[0]} | {r[1]} | {r[2]} | {r[4]} | {r[3] + ' ms' if r[3] else '–'} |")
 for i, r in enumerate(healthy, 1):
-    lines.append(f"| healthy {i} | {r[0]} | {r[1]} | {r[2]} | – |")
+    lines.append(f"| healthy {i} | {r[0]} | {r[1]} | {r[2]} | {r[4]} | – |")
 lines.append("")
 if times:
-    lines.append(f"Faulty green: rolled back in {len(times)} of {len(faulty)} runs; median {statistics.median(times):.0f} ms, worst {max(times)} ms.")
+    lines.append(f"Faulty green: rolled back in {len(times)} of {len(faulty)} runs; median {statistics.median(times):.0f} ms, worst {max(times)} ms; "
+                 f"requests failed for users: {sum(int(r[2]) for r in faulty)}.")
 false = sum(1 for r in healthy if r[0] != "promoted")
 lines.append(f"Healthy green: {len(healthy) - false} of {len(healthy)} runs promoted, {false} false rollbacks; "
              f"requests failed for users: {sum(int(r[2]) for r in healthy)}.")

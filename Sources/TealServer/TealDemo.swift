@@ -62,6 +62,8 @@ public struct TealDemo: Sendable {
         policy.rollback.maxP99 = .milliseconds(800)
         var route = Route(name: "demo", blue: PoolSpec(version: "1.0.0", instances: blue), split: policy.allBlue, rollout: policy)
         route.health.enabled = false
+        // The demo's failing instances answer 500: blue answers those requests instead.
+        route.retryOnBlue.on500 = true
         var configuration = ProxyConfiguration()
         configuration.listenPort = options.listenPort
         let logger = Logger(label: "teal.demo", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -94,6 +96,15 @@ public struct TealDemo: Sendable {
             }
         }
         try await Task.sleep(for: .milliseconds(500))
+        // Green's first failure as Teal saw it (users may never see one: blue answers them).
+        let greenFailures = router.controller.statistics(route: "demo", pool: .green)?.errors ?? 0
+        let firstGreenFailure = Task { () -> ContinuousClock.Instant? in
+            while !Task.isCancelled {
+                if (router.controller.statistics(route: "demo", pool: .green)?.errors ?? 0) > greenFailures { return .now }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return nil
+        }
         try await router.releases.start(ReleaseSpec(route: "demo", green: PoolSpec(version: "1.1.0", instances: green), policy: policy),
                                         drainTimeout: .seconds(5))
         var shownEvents = 0
@@ -120,9 +131,13 @@ public struct TealDemo: Sendable {
         await load.value
         let total = counts.total
         var summary = Summary(outcome: state?.name ?? "unknown", requests: total.requests, failedForUsers: total.errors)
-        if case .rolledBack(_, let at)? = state, let fault = counts.firstGreenFailure {
+        firstGreenFailure.cancel()
+        let faults = [counts.firstGreenFailure, await firstGreenFailure.value].compactMap { $0 }
+        if case .rolledBack(_, let at)? = state, let fault = faults.min() {
             summary.faultToRollback = at - fault
         }
+        let retried = router.controller.retries(route: "demo").values.reduce(0, +)
+        if retried > 0 { output("teal demo: \(retried) requests green failed were answered by blue") }
         output("teal demo: \(summary.outcome). Requests served: \(summary.requests); failed for users: \(summary.failedForUsers)"
             + (summary.faultToRollback.map { "; first green failure to all-blue: \(Self.milliseconds($0)) ms" } ?? ""))
         await router.shutdown()
