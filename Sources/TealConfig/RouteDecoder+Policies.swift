@@ -85,6 +85,22 @@ extension RouteDecoder {
         return enabled ? preview : nil
     }
 
+    /// `{versionCookie: NAME}`, `{keyHeader: NAME}` or `{keyCookie: NAME}`: exactly one.
+    static func sticky(_ node: ConfigNode) throws(ConfigError) -> StickySessions {
+        let names = ["versionCookie", "keyHeader", "keyCookie"]
+        let keys = try node.mapping(keys: names)
+        let given = names.filter { keys.optional($0) != nil }
+        guard given.count == 1, let key = given.first, let value = keys.optional(key) else {
+            throw node.error("give exactly one of versionCookie (e.g. {versionCookie: teal_version}), keyHeader (e.g. {keyHeader: X-User-ID}) "
+                             + "or keyCookie (e.g. {keyCookie: session}); found \(given.isEmpty ? "none" : given.joined(separator: " and "))")
+        }
+        switch key {
+        case "versionCookie": return .versionCookie(try value.token("a cookie name", example: "teal_version"))
+        case "keyHeader": return .keyHeader(try value.token("a header name", example: "X-User-ID"))
+        default: return .keyCookie(try value.token("a cookie name", example: "session"))
+        }
+    }
+
     /// `2/4`, or `{split: 2/4, hold: 10s}`, or `{split: 2/4, gate: true}`.
     private static func step(_ node: ConfigNode) throws(ConfigError) -> PlanStep {
         guard case .mapping = node.node else { return PlanStep(split: try node.split()) }

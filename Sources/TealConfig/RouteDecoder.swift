@@ -6,7 +6,7 @@ import TealCore
 enum RouteDecoder {
     /// `hookCheck`, when given, checks that hook commands can run (see `HookCommandCheck`).
     static func route(from root: ConfigNode, hookCheck: HookCommandCheck? = nil) throws(ConfigError) -> Route {
-        let keys = try root.mapping(keys: ["route", "match", "blue", "green", "split", "rollout", "preview", "health", "upstream"])
+        let keys = try root.mapping(keys: ["route", "match", "blue", "green", "split", "rollout", "preview", "sticky", "health", "upstream"])
         let name = try routeName(keys.required("route", expecting: "the route's name, e.g. route: shop"))
         let blue = try pool(keys.required("blue", expecting: "the running pool, e.g. blue: {instances: [127.0.0.1:9101]}"),
                             isBlue: true, taken: [])
@@ -33,6 +33,7 @@ enum RouteDecoder {
                 try requireGreen(green, anyPool: true, at: node, "sends preview requests to green", orElse: "remove preview")
             }
         }
+        if let node = keys.optional("sticky") { route.sticky = try sticky(node) }
         if let node = keys.optional("health") { route.health = try health(node) }
         if let node = keys.optional("upstream") { route.upstream = try upstream(node) }
         return route

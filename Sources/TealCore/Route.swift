@@ -325,6 +325,8 @@ public struct Route: Hashable, Sendable {
     public var preview: PreviewAccess?
     /// Green's failures answered by blue during a release (route file `rollout.retryOnBlue`).
     public var retryOnBlue = BlueRetryPolicy()
+    /// Version-sticky sessions; `nil` (the default): every request is split on its own.
+    public var sticky: StickySessions?
 
     public init(name: String, match: RouteMatch = .any, blue: PoolSpec, green: PoolSpec? = nil,
                 split: Split = .allBlue, rollout: RolloutPolicy? = nil) {

@@ -21,28 +21,13 @@ public struct PreviewMatcher: Sendable {
             if name.count == header.count && zip(name, header).allSatisfy({ HTTPBytes.lower(bytes[$0]) == $1 }) {
                 found = equals(bytes, fieldValue, value)
             } else if let cookie, HTTPBytes.equalsIgnoringCase(bytes, name, "cookie") {
-                found = cookieMatches(bytes, fieldValue, name: cookie)
+                found = CookieField.value(named: cookie, in: fieldValue, of: bytes).map { equals(bytes, $0, value) } ?? false
             }
         }
         return found
     }
 
-    private func cookieMatches(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, name: [UInt8]) -> Bool {
-        var start = range.lowerBound
-        while start < range.upperBound {
-            var end = start
-            while end < range.upperBound, bytes[end] != UInt8(ascii: ";") { end += 1 }
-            let pair = HTTPBytes.trimmed(bytes, start..<end)
-            if let equal = pair.first(where: { bytes[$0] == UInt8(ascii: "=") }),
-               equals(bytes, pair.lowerBound..<equal, name), equals(bytes, (equal + 1)..<pair.upperBound, value) {
-                return true
-            }
-            start = end + 1
-        }
-        return false
-    }
-
     private func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ expected: [UInt8]) -> Bool {
-        range.count == expected.count && zip(range, expected).allSatisfy { bytes[$0] == $1 }
+        CookieField.equals(bytes, range, expected)
     }
 }

@@ -54,6 +54,8 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         var retrySafe = false
         /// Green failed it and it went to blue (once only).
         var retriedOnBlue = false
+        /// The answer sets the sticky version cookie (the split placed this request).
+        var setsStickyCookie = false
     }
 
     private let loop: LoopContext
@@ -381,8 +383,11 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         exchange.route = route
         if let preview = route.preview, !route.green.available.isEmpty, preview.matches(raw, head.headers) {
             exchange.color = .green
+        } else if let sticky = route.sticky, let color = sticky.pick(raw, head.headers) {
+            exchange.color = color
         } else {
             exchange.color = route.picker.next()
+            exchange.setsStickyCookie = route.sticky?.setsCookie ?? false
         }
         let pool = route.pool(exchange.color)
         guard !pool.available.isEmpty else {
@@ -498,7 +503,7 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         if !exchange.clientKeepAlive || quiescing || !exchange.requestDone || head.framing == .untilClose {
             exchange.closeAfter = true
         }
-        writeResponseHead(head, bytes: bytes, close: exchange.closeAfter)
+        writeResponseHead(head, bytes: bytes, close: exchange.closeAfter, final: true)
         armResponseDeadline()
     }
 
@@ -704,15 +709,17 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
 
     // MARK: Writing to the client
 
-    private func writeResponseHead(_ head: ResponseHead, bytes: ByteBuffer, close: Bool) {
+    private func writeResponseHead(_ head: ResponseHead, bytes: ByteBuffer, close: Bool, final: Bool = false) {
+        // The sticky version cookie names the version that answers (blue's, after a retry on blue).
+        let cookie = final && exchange.setsStickyCookie ? exchange.route?.sticky.map { StickyCookie(prefix: $0.setCookiePrefix, value: $0.value(of: exchange.color)) } : nil
         if let stream {
-            stream.responseHead(head, bytes: bytes)
+            stream.responseHead(head, bytes: bytes, setCookie: cookie?.fieldValue)
             clientNeedsFlush = true
             return
         }
         responseHead.clear()
         bytes.withUnsafeReadableBytes { raw in
-            HeadWriter.clientResponse(raw, head, close: close, constants: loop.constantHeaders, into: &responseHead)
+            HeadWriter.clientResponse(raw, head, close: close, constants: loop.constantHeaders, stickyCookie: cookie, into: &responseHead)
         }
         responseHeadPending = true
     }

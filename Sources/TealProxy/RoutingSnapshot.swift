@@ -73,10 +73,14 @@ public final class RouteRuntime: Sendable {
     public let retryOnBlue: BlueRetryPolicy
     /// Retries on blue by reason (`BlueRetryReason`), kept across snapshots.
     public let retries: ShardedCounters
+    /// Sticky sessions, when the route has them.
+    public let sticky: StickyMatcher?
 
     public init(name: String, upstream: UpstreamSpec, picker: PoolPicker, blue: PoolRuntime, green: PoolRuntime,
                 preview: PreviewMatcher? = nil, retryOnBlue: BlueRetryPolicy = BlueRetryPolicy(),
-                retries: ShardedCounters = ShardedCounters(shards: 1, fields: BlueRetryReason.allCases.count)) {
+                retries: ShardedCounters = ShardedCounters(shards: 1, fields: BlueRetryReason.allCases.count),
+                sticky: StickyMatcher? = nil) {
+        self.sticky = sticky
         self.name = name
         self.upstream = upstream
         self.picker = picker

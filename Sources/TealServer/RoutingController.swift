@@ -483,7 +483,11 @@ public final class RoutingController: UpstreamHealthReporter, Sendable {
                 runtimes.append(RouteRuntime(name: entry.route.name, upstream: entry.route.upstream,
                                              picker: entry.picker, blue: pool(.blue), green: pool(.green),
                                              preview: entry.route.preview.map(PreviewMatcher.init),
-                                             retryOnBlue: entry.route.retryOnBlue, retries: entry.retries))
+                                             retryOnBlue: entry.route.retryOnBlue, retries: entry.retries,
+                                             sticky: entry.route.sticky.map {
+                                                 StickyMatcher($0, split: entry.route.split, blueVersion: entry.route.blue.version,
+                                                               greenVersion: entry.route.green?.version)
+                                             }))
             }
             return RoutingSnapshot(routes: runtimes, matches: state.routes.map(\.route.match), generation: proxy.nextGeneration())
         }

@@ -21,9 +21,9 @@ import Testing
          "routes/shop.yaml: the file has no route; expected at least `route` and `blue`"),
         // structure
         ("- route: shop\n",
-         "routes/shop.yaml: expected a mapping with keys route, match, blue, green, split, rollout, preview, health, upstream, found a list"),
+         "routes/shop.yaml: expected a mapping with keys route, match, blue, green, split, rollout, preview, sticky, health, upstream, found a list"),
         (minimalRoute("colour: teal\n"),
-         "routes/shop.yaml:4: unknown key `colour`; expected one of route, match, blue, green, split, rollout, preview, health, upstream"),
+         "routes/shop.yaml:4: unknown key `colour`; expected one of route, match, blue, green, split, rollout, preview, sticky, health, upstream"),
         ("[a]: b\n",
          "routes/shop.yaml:1: expected a key name, found a list"),
         ("blue:\n  instances: [\"127.0.0.1:9101\"]\n",

@@ -134,6 +134,19 @@ import Yams
         #expect(rate?.contains("budget") == true, "\(rate ?? "no error")")
     }
 
+    @Test func stickySessionsTakeExactlyOneForm() throws {
+        #expect(try RouteFileLoader.parseRoute(yaml: minimalRoute(), file: "f.yaml").sticky == nil)
+        for (text, expected) in [("{versionCookie: teal_version}", StickySessions.versionCookie("teal_version")),
+                                 ("{keyHeader: X-User-ID}", .keyHeader("X-User-ID")), ("{keyCookie: session}", .keyCookie("session"))] {
+            #expect(try RouteFileLoader.parseRoute(yaml: minimalRoute("sticky: \(text)\n"), file: "f.yaml").sticky == expected)
+        }
+        let both = parseErrorDescription(minimalRoute("sticky: {keyHeader: X-User, keyCookie: session}\n"))
+        #expect(both?.contains("routes/shop.yaml:4") == true && both?.contains("exactly one") == true
+                && both?.contains("keyHeader and keyCookie") == true, "\(both ?? "no error")")
+        let badName = parseErrorDescription(minimalRoute("sticky: {keyHeader: \"X User\"}\n"))
+        #expect(badName?.contains("sticky.keyHeader") == true, "\(badName ?? "no error")")
+    }
+
     @Test func emptyValuesCountAsAbsent() throws {
         let route = try RouteFileLoader.parseRoute(yaml: minimalRoute("match:\ngreen:\nrollout: ~\n"), file: "f.yaml")
         #expect(route.match == .any && route.green == nil && route.rollout == nil)

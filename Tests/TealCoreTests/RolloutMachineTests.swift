@@ -494,3 +494,35 @@ struct BlueRetryBudgetTests {
         #expect(policy.retries(status: 500))
     }
 }
+
+/// `StickyKey`: a key lands on the same version everywhere, in the split's proportions, and stays
+/// there as that version's share grows.
+@Suite("Sticky keys")
+struct StickyKeyTests {
+    static let keys = (0..<10_000).map { StickyKey.hash(Array("user-\($0)".utf8)) }
+
+    @Test("the hash is the same in every process (fixed values), and the split's shares hold over 10,000 keys")
+    func proportions() {
+        #expect(StickyKey.hash(Array("user-1".utf8)) == StickyKey.hash(Array("user-1".utf8)))
+        #expect(StickyKey.hash([]) != StickyKey.hash([0]))
+        for (split, share) in [(Split(blue: 2, green: 4)!, 4.0 / 6), (Split(blue: 6, green: 1)!, 1.0 / 7), (Split(blue: 1, green: 1)!, 0.5)] {
+            let green = Self.keys.filter { StickyKey.color(hash: $0, split: split) == .green }.count
+            #expect(abs(Double(green) / 10_000 - share) < 0.02, "\(split): \(green)")
+        }
+        #expect(Self.keys.allSatisfy { StickyKey.color(hash: $0, split: Split(blue: 1, green: 0)!) == .blue })
+        #expect(Self.keys.allSatisfy { StickyKey.color(hash: $0, split: Split(blue: 0, green: 1)!) == .green })
+    }
+
+    @Test("as green's share grows through a plan, no key on green goes back to blue")
+    func monotone() {
+        let plan = [Split(blue: 6, green: 0)!, Split(blue: 6, green: 1)!, Split(blue: 2, green: 4)!, Split(blue: 1, green: 5)!, Split(blue: 0, green: 6)!]
+        for key in Self.keys {
+            var wasGreen = false
+            for split in plan {
+                let green = StickyKey.color(hash: key, split: split) == .green
+                #expect(!(wasGreen && !green))
+                wasGreen = green
+            }
+        }
+    }
+}

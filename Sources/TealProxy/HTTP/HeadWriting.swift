@@ -109,12 +109,31 @@ enum HeadWriter {
     /// lines minus hop-by-hop ones and those the proxy replaces, canonical framing, and
     /// `Connection: close` when the connection ends after this answer.
     static func clientResponse(_ raw: UnsafeRawBufferPointer, _ head: ResponseHead, close: Bool,
-                               constants: ProxyHeaderBytes, into buffer: inout ByteBuffer) {
+                               constants: ProxyHeaderBytes, stickyCookie: StickyCookie? = nil, into buffer: inout ByteBuffer) {
         buffer.writeBytes(constants.http11)
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[head.statusStart..<head.headers.start]))
         head.headers.forEachKeptRange(raw) { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[$0])) }
         constants.writeFraming(contentLength: head.canonicalContentLength, chunked: head.transferEncodingChunked, into: &buffer)
         if close { buffer.writeBytes(constants.connectionClose) }
+        if let stickyCookie {
+            buffer.writeBytes(stickyCookie.prefix)
+            buffer.writeBytes(stickyCookie.value)
+            buffer.writeBytes(StickyCookie.attributes)
+            buffer.writeBytes(constants.crlf)
+        }
         buffer.writeBytes(constants.crlf)
+    }
+}
+
+/// The version cookie of sticky sessions: `Set-Cookie: NAME=VALUE; Path=/; HttpOnly; SameSite=Lax`.
+struct StickyCookie {
+    static let attributes = Array("; Path=/; HttpOnly; SameSite=Lax".utf8)
+    /// `Set-Cookie: NAME=`.
+    let prefix: [UInt8]
+    let value: [UInt8]
+
+    /// The field value, for HTTP/2 (`set-cookie`).
+    var fieldValue: String {
+        String(decoding: prefix.dropFirst("Set-Cookie: ".utf8.count) + value + Self.attributes, as: UTF8.self)
     }
 }

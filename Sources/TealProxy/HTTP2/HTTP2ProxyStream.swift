@@ -289,8 +289,9 @@ final class HTTP2ProxyStream {
     // MARK: Answer: parsed head and body bytes from the handler, frames out
 
     /// The upstream's answer head (already checked by the data plane's parser).
-    func responseHead(_ head: ResponseHead, bytes: ByteBuffer) {
-        let headers = Self.responseHeaders(head, bytes: bytes)
+    func responseHead(_ head: ResponseHead, bytes: ByteBuffer, setCookie: String? = nil) {
+        var headers = Self.responseHeaders(head, bytes: bytes)
+        if let setCookie { headers.add(name: "set-cookie", value: setCookie) }
         var endStream = false
         switch head.framing {
         case .none, .length(0):
