@@ -54,6 +54,24 @@ struct HTTP2Tests {
         }
     }
 
+    @Test("over HTTP/2 too: a request green fails (its instance refuses connections) is answered by blue, and the sticky version cookie names blue's version")
+    func retryAndStickyOverHTTP2() async throws {
+        let dead = try freePort()
+        try await ServedRouter.with(extraArguments: ["--h2c"], green: "dead", instances: ["dead": dead]) { router in
+            try router.writeRoutes(blue: ["blue"], extra: "sticky: {versionCookie: teal_version}\n")
+            let admin = try AdminClient(address: "127.0.0.1:\(router.adminPort)", token: nil)
+            let _: ReloadSummary = try await admin.send("POST", "/v1/reload")
+            let split = try await router.teal(["split", "shop", "0/1"])
+            #expect(split.status == 0, "\(split.output)")
+            let run = try await curl(["-sS", "-i", "--http2-prior-knowledge", "http://127.0.0.1:\(router.proxyPort)/"])
+            let answer = run.output.lowercased()
+            #expect(answer.hasPrefix("http/2 200") && answer.hasSuffix("blue\n"), "\(run.output)\(run.error)")
+            #expect(answer.contains("set-cookie: teal_version=1.0; path=/; httponly; samesite=lax"), "\(run.output)")
+            let metrics = try await curl(["-sS", "http://127.0.0.1:\(router.adminPort)/metrics"])
+            #expect(metrics.output.contains("teal_retries_total{route=\"shop\",from=\"green\",to=\"blue\",reason=\"connect\"} 1"), "\(metrics.output)")
+        }
+    }
+
     @Test("preview access over HTTP/2: the preview header, or the cookie in any of the request's cookie fields, reaches green whatever the split")
     func preview() async throws {
         try await ServedRouter.with(extraArguments: ["--h2c"]) { router in
