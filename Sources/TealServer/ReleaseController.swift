@@ -53,6 +53,8 @@ public final class ReleaseController: Sendable {
     let leased = Mutex<[String: ContinuousClock.Instant]>([:])
     /// Held while a route's lease is taken for a new run, or given up for an ended one.
     let leaseChanges = AsyncLock()
+    /// Each running release's route's retries on blue when it started here (for its journal count).
+    let retriesAtStart = Mutex<[String: [BlueRetryReason: UInt64]]>([:])
     /// How long a lease lasts without renewal (a dead replica's releases wait this long), and
     /// how often held leases are renewed and orphaned releases looked for.
     public static let leaseTTL = Duration.seconds(4)
@@ -109,6 +111,7 @@ public final class ReleaseController: Sendable {
             _ = runs.withLock { $0.removeValue(forKey: spec.route) }
             throw .routing(error)
         }
+        retriesAtStart.withLock { $0[spec.route] = routing.retries(route: spec.route) }
         run.launch()
         try await run.handle(.start)
         // Durable before the API answers, whatever the first step's actions persisted.
@@ -166,6 +169,7 @@ public final class ReleaseController: Sendable {
             await run.resume(with: actions, source: "restart")
             guard !run.state.isFinal else { continue }
             logger.notice("release restored", metadata: ["route": "\(name)", "state": "\(machine.state.name)", "step": "\(machine.currentStep.map { $0 + 1 } ?? 0)"])
+            retriesAtStart.withLock { $0[name] = routing.retries(route: name) }
             run.launch()
         }
     }
@@ -365,9 +369,21 @@ extension ReleaseController: ReleaseEnvironment {
             leased.withLock { $0[route] = nil }
             release.stop()
             if removed { logger.warning("release deposed: no longer run by this replica", metadata: ["route": "\(route)", "why": "\(why)"]) }
-        } else if case .rolledBack(let reason, _) = release.state {
-            metrics?.recordRollback(route: route, reason: reason)
+            return
         }
+        if case .rolledBack(let reason, _) = release.state { metrics?.recordRollback(route: route, reason: reason) }
+        // How many of green's failures users did not see, by reason (since the release started here).
+        guard let start = retriesAtStart.withLock({ $0.removeValue(forKey: route) }) else { return }
+        let now = routing.retries(route: route)
+        let counts = BlueRetryReason.allCases.compactMap { reason -> (BlueRetryReason, UInt64)? in
+            let count = (now[reason] ?? 0) &- (start[reason] ?? 0)
+            return count > 0 && count < UInt64(Int.max) ? (reason, count) : nil
+        }
+        guard !counts.isEmpty else { return }
+        let total = counts.map(\.1).reduce(0, +)
+        let text = "\(total) request\(total == 1 ? "" : "s") green failed during the release \(total == 1 ? "was" : "were") answered by blue ("
+            + counts.map { "\($0.0.label) \($0.1)" }.joined(separator: ", ") + ")"
+        Task { await self.record(text, route: route, source: "verdict") }
     }
 
     /// Sends every smoke request to every instance, directly.

@@ -137,6 +137,32 @@ extension LiveTests {
             await upstream.stop()
         }
 
+        @Test("a release's journal says how many of green's failures blue answered during it, by reason")
+        func journalCount() async throws {
+            let (green, stopGreen) = try await Self.failingGreen(.status502)
+            let fixture = try await Self.fixture(green: green) { $0.split = .allBlue }
+            var policy = RolloutPolicy(steps: [PlanStep(split: Split(blue: 0, green: 1)!)])
+            policy.hold = .seconds(3600)
+            policy.rollback.minRequests = 1_000
+            policy.onNoTraffic = .ignore
+            let releases = fixture.router.releases
+            try await releases.start(ReleaseSpec(route: "live", green: PoolSpec(version: "2", instances: [green]), policy: policy))
+            let deadline = ContinuousClock.now + .seconds(5)
+            while fixture.router.controller.routes[0].split.green == 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            for _ in 0..<5 { #expect(try fixture.get().header("X-Backend") == "blue-1") }
+            try await releases.send(.abort(reason: "test", by: "test"), route: "live")
+            var events: [String] = []
+            while !events.contains(where: { $0.contains("answered by blue") }) && ContinuousClock.now < deadline + .seconds(5) {
+                try await Task.sleep(for: .milliseconds(20))
+                events = await releases.events(route: "live").map(\.text)
+            }
+            #expect(events.contains("5 requests green failed during the release were answered by blue (status_502 5)"), "\(events)")
+            await fixture.stop()
+            await stopGreen()
+        }
+
         @Test("the budget holds under a 100%-failing green: at most 10 + 20% of the requests go to blue again")
         func budget() async throws {
             let (green, stopGreen) = try await Self.failingGreen(.status503)
