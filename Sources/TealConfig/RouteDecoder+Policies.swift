@@ -130,13 +130,14 @@ extension RouteDecoder {
         return request
     }
 
-    /// `rollout.retryOnBlue: {enabled: true, on500: false, budget: 20%}` (every key optional).
+    /// `rollout.retryOnBlue: {enabled: true, on500: false, budget: 20%, maxBody: 65536}` (every key optional).
     static func retryOnBlue(_ node: ConfigNode) throws(ConfigError) -> BlueRetryPolicy {
-        let keys = try node.mapping(keys: ["enabled", "on500", "budget"])
+        let keys = try node.mapping(keys: ["enabled", "on500", "budget", "maxBody"])
         var policy = BlueRetryPolicy()
         policy.enabled = try keys.optional("enabled")?.bool() ?? policy.enabled
         policy.on500 = try keys.optional("on500")?.bool() ?? policy.on500
         policy.budget = try keys.optional("budget")?.rate() ?? policy.budget
+        policy.maxBody = try keys.optional("maxBody")?.int(in: 0...(16 << 20)) ?? policy.maxBody
         return policy
     }
 

@@ -32,6 +32,7 @@ import Yams
 /// | `rollout.retryOnBlue.enabled` | boolean: green's failed safe requests are answered by blue | `true` |
 /// | `rollout.retryOnBlue.on500` | boolean: green's 500s count as failures too (502, 503, 504 always do) | `false` |
 /// | `rollout.retryOnBlue.budget` | rate: retries at most this share of the route's requests | `20%` |
+/// | `rollout.retryOnBlue.maxBody` | bytes, 0 to 16 MiB: request bodies up to this size are kept for a retry | `65536` |
 /// | `preview` | `true` (defaults), `false`, or a mapping of the keys below; needs a green pool | off |
 /// | `sticky` | exactly one of `versionCookie: NAME` (the answer sets cookie NAME to the version that served it; requests with it keep that version while it has weight), `keyHeader: NAME` or `keyCookie: NAME` (that header's or cookie's value, hashed over the split's weights); names are tokens | off |
 /// | `preview.header` | header name: letters, digits and ``!#$%&'*+-.^_`\|~`` | `X-Teal-Pool` |

@@ -10,6 +10,10 @@ public struct BlueRetryPolicy: Hashable, Sendable, Codable {
     /// Retries are at most this share of the route's requests (per event loop, after a first
     /// burst of `BlueRetryBudget.burst`), so a failing green cannot double blue's load.
     public var budget = 0.2
+    /// Request bodies up to this many bytes as forwarded (with their chunk framing, when chunked)
+    /// are kept while they go to green, so the request can be sent to blue too; a larger body
+    /// makes the request one that is not repeated.
+    public var maxBody = 64 * 1024
 
     public init() {}
 

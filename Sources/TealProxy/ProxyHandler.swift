@@ -50,8 +50,11 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         var isHTTP11 = true
         var wantsUpgrade = false
         var closeAfter = false
-        /// Safe to send again (GET, HEAD, OPTIONS or an Idempotency-Key, and no body).
+        /// Safe to send again: GET, HEAD, OPTIONS or an Idempotency-Key, and no body or one kept.
         var retrySafe = false
+        /// The request body as it went to green, kept for a retry on blue (bodies up to the
+        /// route's `retryOnBlue.maxBody`; `nil` when there is none to keep, or it grew past that).
+        var keptBody: ByteBuffer?
         /// Green failed it and it went to blue (once only).
         var retriedOnBlue = false
         /// The answer sets the sticky version cookie (the split placed this request).
@@ -369,7 +372,7 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         exchange.wantsUpgrade = head.wantsUpgrade
         exchange.body = BodyTracker(head.framing)
         exchange.hasBody = head.framing != .none
-        exchange.retrySafe = (head.isSafeMethod || head.hasIdempotencyKey) && !exchange.hasBody && !head.wantsUpgrade
+        exchange.retrySafe = (head.isSafeMethod || head.hasIdempotencyKey) && !head.wantsUpgrade
         exchange.requestDone = exchange.body.isDone
         let closeOnError = !exchange.clientKeepAlive || exchange.hasBody
         if head.isConnect { return .reject(.methodNotAllowed, close: closeOnError, headLength: end) }
@@ -388,6 +391,15 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         } else {
             exchange.color = route.picker.next()
             exchange.setsStickyCookie = route.sticky?.setsCookie ?? false
+        }
+        if exchange.hasBody && exchange.retrySafe {
+            // Kept only on its way to green, and only while it fits.
+            let limit = route.retryOnBlue.maxBody
+            if exchange.color == .green && route.retryOnBlue.enabled && limit > 0 {
+                if case .length(let length) = head.framing, length > limit { exchange.retrySafe = false } else { exchange.keptBody = emptyBuffer }
+            } else {
+                exchange.retrySafe = false
+            }
         }
         let pool = route.pool(exchange.color)
         guard !pool.available.isEmpty else {
@@ -449,6 +461,7 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         upstream = connection
         state = .forwarding
         connection.send(head: requestHead, for: self, isHead: exchange.isHead)
+        sendKeptBody(connection)
         upstreamNeedsFlush = true
         if exchange.requestDone { armResponseDeadline() }
     }
@@ -462,7 +475,24 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         var body = exchange.body
         var input = inbound
         do {
-            try body.forward(&input) { upstream.write($0) }
+            if exchange.keptBody == nil {
+                try body.forward(&input) { upstream.write($0) }
+            } else {
+                var kept = exchange.keptBody
+                let limit = exchange.route?.retryOnBlue.maxBody ?? 0
+                try body.forward(&input) { piece in
+                    upstream.write(piece)
+                    if var keeping = kept, keeping.readableBytes + piece.readableBytes <= limit {
+                        var piece = piece
+                        keeping.writeBuffer(&piece)
+                        kept = keeping
+                    } else {
+                        kept = nil
+                    }
+                }
+                exchange.keptBody = kept
+                if kept == nil { exchange.retrySafe = false }
+            }
         } catch {
             upstream.markUnusable()
             failExchange(.invalidChunk, outcome: nil)
@@ -633,7 +663,10 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
     /// this loop has a retry left. Green's failure is counted in green's statistics first (the
     /// verdict must see it). Returns whether the request went to blue.
     private func retryOnBlue(_ reason: BlueRetryReason, outcome: RequestOutcome, clientStatus: Int) -> Bool {
-        guard !exchange.retriedOnBlue, exchange.retrySafe, !exchange.responseStarted, exchange.requestDone,
+        // The whole request went out (its body, if any, is kept), or none of it did (a failed
+        // connect: the head and body are all still here).
+        guard !exchange.retriedOnBlue, exchange.retrySafe, !exchange.responseStarted,
+              exchange.requestDone || state == .connecting && exchange.keptBody?.readableBytes ?? 0 == 0,
               let route = exchange.route, route.retryOnBlue.enabled else { return false }
         let blue = route.blue.available
         guard !blue.isEmpty, loop.takeBlueRetry(route) else { return false }
@@ -655,6 +688,13 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         dispatch()
         process()
         return true
+    }
+
+    /// On blue after green failed: the body green got goes again, after the head.
+    private func sendKeptBody(_ connection: UpstreamConnection) {
+        guard exchange.retriedOnBlue, let kept = exchange.keptBody, kept.readableBytes > 0 else { return }
+        exchange.keptBody = nil
+        connection.write(kept)
     }
 
     private func nextUntried(_ route: RouteRuntime, after instance: Upstream) -> Upstream? {

@@ -83,23 +83,29 @@ extension LiveTests {
             await stopGreen()
         }
 
-        @Test("not repeated: a POST without an Idempotency-Key, a request with a body, an upgrade; a bodiless POST with a key is")
+        @Test("repeated with the body green got when it is kept (up to maxBody); not repeated: a POST without an Idempotency-Key, a body past maxBody")
         func onlyRetrySafe() async throws {
             let (green, stopGreen) = try await Self.failingGreen(.status502)
-            let fixture = try await Self.fixture(green: green)
-            let cases: [(String, String)] = [
-                ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "green-1"),
-                ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "green-1"),
-                ("POST / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: 8e03978e\r\n\r\n", "blue-1"),
-                ("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nIdempotency-Key: 8e03978f\r\n\r\nhi", "green-1"),
+            // 24 bytes as forwarded: the chunked body below is 21 with its framing.
+            let fixture = try await Self.fixture(green: green) { $0.retryOnBlue.maxBody = 24 }
+            let cases: [(String, String, String?)] = [
+                ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "green-1", nil),
+                ("POST / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: 8e03978e\r\n\r\n", "blue-1", "0"),
+                ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "blue-1", "5"),
+                ("PUT / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: 8e03978f\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n3\r\nyou\r\n0\r\n\r\n",
+                 "blue-1", "5"),
+                ("PUT / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: 8e039790\r\nContent-Length: 25\r\n\r\n" + String(repeating: "x", count: 25), "green-1", nil),
+                ("PUT / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: 8e039791\r\nTransfer-Encoding: chunked\r\n\r\na\r\n1234567890\r\na\r\n1234567890\r\n0\r\n\r\n",
+                 "green-1", nil),
             ]
-            for (request, backend) in cases {
+            for (request, backend, bodyBytes) in cases {
                 let connection = try fixture.connect()
                 try connection.send(request)
                 let response = try connection.readResponse()
-                #expect(response.header("X-Backend") == backend, "\(request.prefix(20)): \(response.status)")
+                #expect(response.header("X-Backend") == backend, "\(request.prefix(40)): \(response.status)")
+                if let bodyBytes { #expect(response.header("X-Body-Bytes") == bodyBytes, "\(request.prefix(40))") }
             }
-            #expect(Self.retries(fixture) == [.status502: 1])
+            #expect(Self.retries(fixture) == [.status502: 3])
             await fixture.stop()
             await stopGreen()
         }
