@@ -69,9 +69,11 @@ public struct BlueRetryBudget: Sendable {
     }
 
     /// Whether one more retry is allowed, given the route's request count on this loop now; takes it when so.
+    /// A count below the last one seen means the route's counters were replaced (a promotion
+    /// hands blue green's counters): it becomes the new baseline.
     public mutating func take(requests: UInt64) -> Bool {
         if requests > seen { tokens = min(Self.burst, tokens + Double(requests - seen) * share) }
-        seen = max(seen, requests)
+        seen = requests
         guard tokens >= 1 else { return false }
         tokens -= 1
         return true

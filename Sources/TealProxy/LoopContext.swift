@@ -29,6 +29,9 @@ final class LoopContext: @unchecked Sendable {
         let requests = route.blue.recorder.requests(shard: index) &+ route.green.recorder.requests(shard: index)
             &- route.retries.total(shard: index)
         var budget = blueRetryBudgets[route.name] ?? BlueRetryBudget(share: route.retryOnBlue.budget, requests: requests)
+        if budget.share != route.retryOnBlue.budget {
+            budget = BlueRetryBudget(share: route.retryOnBlue.budget, requests: requests)  // the route files changed it
+        }
         let allowed = budget.take(requests: requests)
         blueRetryBudgets[route.name] = budget
         return allowed

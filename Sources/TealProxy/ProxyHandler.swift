@@ -666,7 +666,7 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         // The whole request went out (its body, if any, is kept), or none of it did (a failed
         // connect: the head and body are all still here).
         guard !exchange.retriedOnBlue, exchange.retrySafe, !exchange.responseStarted,
-              exchange.requestDone || state == .connecting && exchange.keptBody?.readableBytes ?? 0 == 0,
+              exchange.requestDone || (state == .connecting && (exchange.keptBody?.readableBytes ?? 0) == 0),
               let route = exchange.route, route.retryOnBlue.enabled else { return false }
         let blue = route.blue.available
         guard !blue.isEmpty, loop.takeBlueRetry(route) else { return false }

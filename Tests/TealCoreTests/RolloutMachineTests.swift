@@ -483,6 +483,11 @@ struct BlueRetryBudgetTests {
         allowed = 0
         for _ in 0..<20 { if budget.take(requests: 100_000) { allowed += 1 } }
         #expect(allowed == 10)
+        // Counters replaced (a promotion): the lower count is the new baseline, and requests
+        // after it pay again.
+        let spent = budget.take(requests: 50)
+        let refilled = budget.take(requests: 55)
+        #expect(!spent && refilled)
     }
 
     @Test("which answers the policy retries")
