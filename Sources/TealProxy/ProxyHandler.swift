@@ -386,6 +386,7 @@ final class ProxyHandler: ChannelDuplexHandler, DeadlineHolder {
         exchange.route = route
         if let preview = route.preview, !route.green.available.isEmpty, preview.matches(raw, head.headers) {
             exchange.color = .green
+            exchange.retrySafe = false  // a preview asks for green: its failures are what it is for
         } else if let sticky = route.sticky, let color = sticky.pick(raw, head.headers) {
             exchange.color = color
         } else {

@@ -123,6 +123,20 @@ extension LiveTests {
             await upstream.stop()
         }
 
+        @Test("a preview request asked for green: green's failure is its answer")
+        func notForPreviews() async throws {
+            let (green, stopGreen) = try await Self.failingGreen(.status502)
+            let fixture = try await Self.fixture(green: green) { route in
+                route.preview = PreviewAccess()
+                route.split = .allBlue
+            }
+            #expect(try fixture.get(headers: "X-Teal-Pool: green\r\n").status == 502)
+            #expect(try fixture.get().header("X-Backend") == "blue-1")
+            #expect(Self.retries(fixture).isEmpty)
+            await fixture.stop()
+            await stopGreen()
+        }
+
         @Test("switched off by the route, or a 500 unless on500: green's answer goes to the client")
         func switchedOff() async throws {
             let (green, stopGreen) = try await Self.failingGreen(.status502)
