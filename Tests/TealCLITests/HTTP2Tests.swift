@@ -141,7 +141,7 @@ struct HTTP2Tests {
             defer { try? FileManager.default.removeItem(at: directory) }
             let script = directory.appendingPathComponent("stall.py")
             try Self.stalledReader.write(to: script, atomically: true, encoding: .utf8)
-            let before = Self.residentBytes(router.server.pid)
+            let before = residentBytes(pid: router.server.pid)
             // The client asks for 300 MB, takes the 64 KiB its window allows, then holds the
             // window shut for 2 s (when it prints "stalled", Teal's memory is sampled), then
             // opens it and reads another 4 MB.
@@ -150,7 +150,7 @@ struct HTTP2Tests {
             for _ in 0..<100 {
                 try await Task.sleep(for: .milliseconds(50))
                 if FileManager.default.fileExists(atPath: script.path + ".stalled") {
-                    stalledGrowth = Self.residentBytes(router.server.pid) - before
+                    stalledGrowth = residentBytes(pid: router.server.pid) - before
                     break
                 }
             }
@@ -469,7 +469,7 @@ struct HTTP2Tests {
             let upload = script.deletingLastPathComponent().appendingPathComponent("upload")
             try Data(repeating: UInt8(ascii: "u"), count: size).write(to: upload)
             try await ServedRouter.with(extraArguments: ["--h2c"], blue: ["stalled"], instances: ["stalled": port]) { router in
-                let before = Self.residentBytes(router.server.pid)
+                let before = residentBytes(pid: router.server.pid)
                 let client = Task {
                     try await curl(["-sS", "--http2-prior-knowledge", "--data-binary", "@\(upload.path)", "-w", " %{http_version}",
                                     "http://127.0.0.1:\(router.proxyPort)/"], timeout: .seconds(60))
@@ -481,7 +481,7 @@ struct HTTP2Tests {
                     try await Task.sleep(for: .milliseconds(50))
                     if FileManager.default.fileExists(atPath: script.path + ".stalled") {
                         try await Task.sleep(for: .milliseconds(2500))
-                        stalledGrowth = Self.residentBytes(router.server.pid) - before
+                        stalledGrowth = residentBytes(pid: router.server.pid) - before
                         break
                     }
                 }
@@ -537,13 +537,6 @@ struct HTTP2Tests {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("teal-h2-upload-\(UUID().uuidString)")
         try Data(repeating: UInt8(ascii: "u"), count: bytes).write(to: file)
         return file
-    }
-
-    /// VmRSS of a process, in bytes.
-    static func residentBytes(_ pid: Int32) -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
     }
 
     /// Raw HTTP/2 with prior knowledge (h2c) for the tests that need frames curl will not send:

@@ -3,13 +3,7 @@ import Testing
 import TealCore
 @testable import TealProxy
 import TealServer
-
-/// Resident memory of this process, in bytes.
-func residentBytes() -> Int {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let pages = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+import TealTestSupport
 
 extension LiveTests {
     @Suite("Live streaming and shutdown", .serialized)
