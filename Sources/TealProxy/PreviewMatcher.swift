@@ -18,16 +18,12 @@ public struct PreviewMatcher: Sendable {
         var found = false
         headers.forEach(bytes) { _, name, fieldValue in
             guard !found else { return }
-            if name.count == header.count && zip(name, header).allSatisfy({ HTTPBytes.lower(bytes[$0]) == $1 }) {
-                found = equals(bytes, fieldValue, value)
+            if HTTPBytes.equalsIgnoringCase(bytes, name, header) {
+                found = HTTPBytes.equals(bytes, fieldValue, value)
             } else if let cookie, HTTPBytes.equalsIgnoringCase(bytes, name, "cookie") {
-                found = CookieField.value(named: cookie, in: fieldValue, of: bytes).map { equals(bytes, $0, value) } ?? false
+                found = CookieField.value(named: cookie, in: fieldValue, of: bytes).map { HTTPBytes.equals(bytes, $0, value) } ?? false
             }
         }
         return found
-    }
-
-    private func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ expected: [UInt8]) -> Bool {
-        CookieField.equals(bytes, range, expected)
     }
 }

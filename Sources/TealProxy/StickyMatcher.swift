@@ -54,8 +54,8 @@ public struct StickyMatcher: Sendable {
             return StickyKey.color(hash: StickyKey.hash(UnsafeRawBufferPointer(rebasing: bytes[value])), split: split)
         case .versionCookie:
             if let value {
-                if split.green > 0 && equals(bytes, value, greenValue) { return .green }
-                if split.blue > 0 && equals(bytes, value, blueValue) { return .blue }
+                if split.green > 0 && HTTPBytes.equals(bytes, value, greenValue) { return .green }
+                if split.blue > 0 && HTTPBytes.equals(bytes, value, blueValue) { return .blue }
             }
             return nil
         }
@@ -70,8 +70,7 @@ public struct StickyMatcher: Sendable {
     private func headerValue(_ bytes: UnsafeRawBufferPointer, _ headers: HeaderLines) -> Range<Int>? {
         var found: Range<Int>?
         headers.forEach(bytes) { _, fieldName, fieldValue in
-            guard found == nil, fieldName.count == name.count,
-                  zip(fieldName, name).allSatisfy({ HTTPBytes.lower(bytes[$0]) == $1 }) else { return }
+            guard found == nil, HTTPBytes.equalsIgnoringCase(bytes, fieldName, name) else { return }
             found = fieldValue
         }
         return found
@@ -85,10 +84,6 @@ public struct StickyMatcher: Sendable {
         }
         return found
     }
-
-    private func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ expected: [UInt8]) -> Bool {
-        CookieField.equals(bytes, range, expected)
-    }
 }
 
 /// Reading a `Cookie` field: `name=value; name2=value2`.
@@ -100,15 +95,11 @@ enum CookieField {
             var end = start
             while end < range.upperBound, bytes[end] != UInt8(ascii: ";") { end += 1 }
             let pair = HTTPBytes.trimmed(bytes, start..<end)
-            if let equal = pair.first(where: { bytes[$0] == UInt8(ascii: "=") }), equals(bytes, pair.lowerBound..<equal, name) {
+            if let equal = pair.first(where: { bytes[$0] == UInt8(ascii: "=") }), HTTPBytes.equals(bytes, pair.lowerBound..<equal, name) {
                 return (equal + 1)..<pair.upperBound
             }
             start = end + 1
         }
         return nil
-    }
-
-    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ expected: [UInt8]) -> Bool {
-        range.count == expected.count && zip(range, expected).allSatisfy { bytes[$0] == $1 }
     }
 }

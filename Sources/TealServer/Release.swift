@@ -77,8 +77,6 @@ final class Release: Sendable {
     var state: RolloutMachine.State { inner.withLock { $0.machine.state } }
     /// The plan step in force, if any.
     var step: Int? { inner.withLock { $0.machine.currentStep } }
-    /// The release as last saved (id and revision), once saved.
-    var record: ReleaseRecord? { inner.withLock { $0.record } }
     /// Why this replica no longer runs the release, once deposed.
     var deposition: String? { inner.withLock { $0.deposed } }
     /// Whether the release has ended and that end is saved (when the store is away at the end,
@@ -88,10 +86,6 @@ final class Release: Sendable {
             guard inner.machine.state.isFinal, let saved = inner.record?.checkpoint.phase else { return false }
             return inner.machine.checkpoint(now: .now, wallNow: Date())?.phase == saved
         }
-    }
-
-    func checkpoint(now: ContinuousClock.Instant, wallNow: Date) -> RolloutMachine.Checkpoint? {
-        inner.withLock { $0.machine.checkpoint(now: now, wallNow: wallNow) }
     }
 
     /// The entry point: applies `event` at the current time, then carries out the actions it

@@ -49,6 +49,16 @@ enum HTTPBytes {
 
     /// Whether the bytes at `start` are exactly `text` (case-sensitive, like the HTTP version name).
     @inline(__always)
+    /// Whether `bytes[range]` equals `lowercased` (a name already in lowercase) ignoring ASCII case.
+    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercased: [UInt8]) -> Bool {
+        range.count == lowercased.count && zip(range, lowercased).allSatisfy { lower(bytes[$0]) == $1 }
+    }
+
+    /// Whether `bytes[range]` equals `expected` byte for byte.
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ expected: [UInt8]) -> Bool {
+        range.count == expected.count && zip(range, expected).allSatisfy { bytes[$0] == $1 }
+    }
+
     static func equalsExactly(_ bytes: UnsafeRawBufferPointer, _ start: Int, _ text: StaticString) -> Bool {
         guard start + text.utf8CodeUnitCount <= bytes.count else { return false }
         for index in 0..<text.utf8CodeUnitCount where bytes[start + index] != text.utf8Start[index] { return false }
